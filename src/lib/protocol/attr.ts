@@ -1,0 +1,137 @@
+// Postfix's attr_print0/attr_scan0 framing: `name NUL value NUL` pairs, one more NUL ends a
+// message. Pure: bytes in, attribute lists out; no sockets, no tables.
+//
+// Values are carried as "binary strings" (latin1: one char per byte) so that every byte
+// a Postfix peer sends comes back unchanged; table code decodes UTF-8 where it must.
+
+export type Attr = readonly [name: string, value: string]
+export type AttrList = Attr[]
+
+export interface AttrLimits {
+  /** Longest single name or value, in bytes. */
+  maxStringBytes: number
+  /** Largest whole message, in bytes. */
+  maxMessageBytes: number
+  /** Most attributes in one message. */
+  maxAttributes: number
+}
+
+// Postfix itself has no limit here; these bounds are far above anything a real client
+// sends (keys and values are mail addresses and short results) and keep a hostile peer
+// from making the server buffer without bound.
+export const DEFAULT_ATTR_LIMITS: AttrLimits = {
+  maxStringBytes: 1 << 20,
+  maxMessageBytes: 4 << 20,
+  maxAttributes: 64,
+}
+
+export class AttrFramingError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'AttrFramingError'
+  }
+}
+
+/** Encode one attribute list (a request or a reply) with its terminating NUL. */
+export function encodeAttrs(attrs: ReadonlyArray<readonly [string, string | number]>): Buffer {
+  let size = 1
+  for (const [name, value] of attrs) size += name.length + String(value).length + 2
+  const out = Buffer.allocUnsafe(size)
+  let at = 0
+  for (const [name, value] of attrs) {
+    at += out.write(name, at, 'latin1')
+    out[at++] = 0
+    at += out.write(typeof value === 'number' ? String(value >>> 0) : value, at, 'latin1')
+    out[at++] = 0
+  }
+  out[at] = 0
+  return out
+}
+
+/**
+ * Streaming decoder: feed it whatever the socket delivers (half a message, three messages);
+ * it returns each complete attribute list once its terminating NUL has arrived.
+ */
+export class AttrDecoder {
+  private pending: Buffer[] = []
+  private pendingBytes = 0
+  private current: Attr[] = []
+  private name: string | null = null
+  private messageBytes = 0
+
+  constructor(private readonly limits: AttrLimits = DEFAULT_ATTR_LIMITS) {}
+
+  /** True when part of a message has been received but not its end. */
+  get midMessage(): boolean {
+    return this.pendingBytes > 0 || this.current.length > 0 || this.name !== null
+  }
+
+  /** Decode as many complete messages as `chunk` finishes. Throws AttrFramingError on abuse. */
+  push(chunk: Buffer): AttrList[] {
+    const messages: AttrList[] = []
+    let start = 0
+    for (;;) {
+      const nul = chunk.indexOf(0, start)
+      if (nul < 0) break
+      const piece = this.takeString(chunk, start, nul)
+      start = nul + 1
+      this.messageBytes += piece.length + 1
+      this.checkMessageSize()
+      if (this.name === null) {
+        if (piece.length === 0) {
+          messages.push(this.current)
+          this.current = []
+          this.messageBytes = 0
+          continue
+        }
+        if (this.current.length >= this.limits.maxAttributes)
+          throw new AttrFramingError(`more than ${this.limits.maxAttributes} attributes in one message`)
+        this.name = piece
+      } else {
+        this.current.push([this.name, piece])
+        this.name = null
+      }
+    }
+    if (start < chunk.length) {
+      const rest = chunk.subarray(start)
+      this.pendingBytes += rest.length
+      if (this.pendingBytes > this.limits.maxStringBytes)
+        throw new AttrFramingError(`attribute longer than ${this.limits.maxStringBytes} bytes`)
+      this.messageBytes += rest.length
+      this.checkMessageSize()
+      this.messageBytes -= rest.length // counted again when the string completes
+      this.pending.push(Buffer.from(rest))
+    }
+    return messages
+  }
+
+  private takeString(chunk: Buffer, start: number, end: number): string {
+    if (this.pendingBytes === 0) {
+      if (end - start > this.limits.maxStringBytes)
+        throw new AttrFramingError(`attribute longer than ${this.limits.maxStringBytes} bytes`)
+      return chunk.toString('latin1', start, end)
+    }
+    this.pending.push(chunk.subarray(start, end))
+    const joined = Buffer.concat(this.pending)
+    this.pending = []
+    this.pendingBytes = 0
+    if (joined.length > this.limits.maxStringBytes)
+      throw new AttrFramingError(`attribute longer than ${this.limits.maxStringBytes} bytes`)
+    return joined.toString('latin1')
+  }
+
+  private checkMessageSize(): void {
+    if (this.messageBytes > this.limits.maxMessageBytes)
+      throw new AttrFramingError(`message longer than ${this.limits.maxMessageBytes} bytes`)
+  }
+}
+
+/** Convert between Postfix's byte strings and JavaScript text. */
+export const binary = {
+  fromText: (text: string): string => Buffer.from(text, 'utf8').toString('latin1'),
+  toText: (bytes: string): string => Buffer.from(bytes, 'latin1').toString('utf8'),
+  isAscii: (s: string): boolean => {
+    for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false
+    return true
+  },
+}

@@ -1,0 +1,3 @@
+export * from './attr.js'
+export * from './constants.js'
+export * from './messages.js'
