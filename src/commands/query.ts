@@ -1,0 +1,75 @@
+import readline from 'node:readline'
+import {Args, Flags} from '@oclif/core'
+import {BaseCommand} from '../lib/cli/base-command.js'
+import {EXIT} from '../lib/cli/exit-codes.js'
+import {Logger, StreamSink} from '../lib/log/logger.js'
+import {QueryResult, queryKeys} from '../lib/query/query.js'
+
+export default class Query extends BaseCommand {
+  static override summary = 'Look keys up in a table, directly or through the proxymap service (like postmap -q).'
+
+  static override description = `TABLE is type:name as in main.cf. A proxy:type:name table is asked through the
+running proxymap service of the configuration (ours or Postfix's own); any other table
+is opened directly. With one KEY the value alone is printed; with several KEYs, or "-"
+to read keys from standard input, each hit is printed as "key<TAB>value", as postmap -q.
+
+Exit codes: 0 found (at least one key), 1 not found, 2 usage or configuration error,
+3 DENY (table not approved), 4 RETRY (table unavailable), 5 BAD/CONFIG,
+6 service not reachable.`
+
+  static override examples = [
+    '<%= config.bin %> query -c examples/postfix proxy:texthash:examples/postfix/virtual alice@example.com',
+    '<%= config.bin %> query -c /etc/postfix proxy:lmdb:/etc/postfix/virtual alice@example.com bob@example.com',
+    'printf "alice@example.com\\nbob@example.com\\n" | <%= config.bin %> query proxy:lmdb:/etc/postfix/virtual -',
+    '<%= config.bin %> query --json inline:{alice=a,bob=b} alice',
+  ]
+
+  static override strict = false
+
+  static override args = {
+    table: Args.string({description: 'type:name, or proxy:type:name to go through the service', required: true}),
+    key: Args.string({description: 'key(s) to look up, or - to read keys from standard input', required: true}),
+  }
+
+  static override flags = {
+    'no-fold': Flags.boolean({char: 'f', summary: 'Do not fold the key to lower case (postmap -f).', default: false}),
+    dialect: Flags.string({
+      summary: 'Protocol dialect of the service: legacy (Postfix <= 3.10) or v2 (Postfix >= 3.11).',
+      options: ['legacy', 'v2'],
+      default: 'legacy',
+    }),
+  }
+
+  async run(): Promise<{table: string; results: QueryResult[]; found: number; missing: number}> {
+    const {args, argv, flags} = await this.parse(Query)
+    const config = this.loadConfig(flags['config-dir'])
+    const keyArgs = (argv as string[]).slice(1)
+    const fromStdin = keyArgs.length === 1 && keyArgs[0] === '-'
+    const listing = fromStdin || keyArgs.length > 1
+    const log = new Logger('proxymap', [new StreamSink(process.stderr)])
+    // Take the iterator at once: readline drops lines that arrive before anyone iterates,
+    // and opening a proxy: table takes a round trip.
+    const keys = fromStdin ? readline.createInterface({input: process.stdin, crlfDelay: Infinity})[Symbol.asyncIterator]() : keyArgs
+    const results: QueryResult[] = []
+    let found = 0
+    for await (const result of queryKeys({
+      config, table: args.table, keys: [], fold: !flags['no-fold'], dialect: flags.dialect as 'legacy' | 'v2',
+      log: {warning: m => log.warning(m), error: m => log.error(m), info: m => log.info(m)},
+    }, fromStdin ? stdinLines(keys as AsyncIterator<string>) : keys as string[])) {
+      if (result.found) found++
+      if (this.jsonEnabled()) results.push(result)
+      else if (result.found) process.stdout.write(listing ? `${result.key}\t${result.value}\n` : `${result.value}\n`)
+    }
+    const summary = {table: args.table, results, found, missing: results.length - found}
+    if (found === 0) {
+      if (this.jsonEnabled()) this.logJson(summary)
+      this.exit(EXIT.NOT_FOUND)
+    }
+    return summary
+  }
+}
+
+/** postmap -q - takes each whole line, without its newline, as a key. */
+async function* stdinLines(lines: AsyncIterator<string>): AsyncGenerator<string> {
+  for (let next = await lines.next(); !next.done; next = await lines.next()) yield next.value
+}

@@ -1,0 +1,52 @@
+import {Flags} from '@oclif/core'
+import {BaseCommand} from '../lib/cli/base-command.js'
+import {Logger, StreamSink} from '../lib/log/logger.js'
+import {startStandalone} from '../lib/server/standalone.js'
+import {ServiceKind} from '../lib/server/proxymap-service.js'
+
+export default class Serve extends BaseCommand {
+  static override summary = 'Run the proxymap and proxywrite services (a drop-in for Postfix\'s proxymap daemon).'
+
+  static override description = `Reads DIR/main.cf and listens where Postfix's clients look for the services:
+$queue_directory/private/$proxymap_service_name (read-only lookups) and
+$queue_directory/private/$proxywrite_service_name (updates), so that real Postfix
+programs using that configuration reach it unchanged. Tables are approved by
+proxy_read_maps and proxy_write_maps, exactly as Postfix approves them.
+
+Started as root it binds the sockets and then runs as mail_owner. It logs to
+standard error in Postfix's format and stops cleanly on SIGTERM or SIGINT, removing
+its sockets. A stale socket left by a killed server is replaced.`
+
+  static override examples = [
+    '<%= config.bin %> serve -c examples/postfix',
+    '<%= config.bin %> serve -c /etc/postfix --service proxymap',
+  ]
+
+  static override enableJsonFlag = false
+
+  static override flags = {
+    service: Flags.string({
+      summary: 'Run only this service (default: both).',
+      options: ['proxymap', 'proxywrite'],
+      multiple: true,
+    }),
+  }
+
+  async run(): Promise<void> {
+    const {flags} = await this.parse(Serve)
+    const config = this.loadConfig(flags['config-dir'])
+    const log = new Logger(Logger.tagFor(config.get('syslog_name'), 'proxymap'), [new StreamSink(process.stderr)])
+    const services: ServiceKind[] = (flags.service ?? ['proxymap', 'proxywrite']).map(s => s === 'proxymap' ? 'read' : 'write')
+    const server = await startStandalone({config, log, services})
+    for (const s of server.sockets)
+      log.info(`listening on ${s.path} (${s.kind === 'read' ? 'read-only proxymap' : 'read-write proxywrite'} service)${server.runsAs ? `, running as ${server.runsAs}` : ''}`)
+    await new Promise<void>(resolve => {
+      const stop = (signal: string) => {
+        log.info(`${signal} received -- shutting down`)
+        server.close().then(resolve, resolve)
+      }
+      process.once('SIGTERM', () => stop('SIGTERM'))
+      process.once('SIGINT', () => stop('SIGINT'))
+    })
+  }
+}

@@ -1,0 +1,64 @@
+// Log records in Postfix's words and shape (msg.c, msg_logger.c): the tag is
+// `${syslog_name}/${process_name}[pid]`, and every severity but info is spelled out in
+// front of the text, so that existing log tooling reads our lines like Postfix's.
+
+import os from 'node:os'
+
+export type Severity = 'info' | 'warning' | 'error' | 'fatal' | 'panic'
+
+export interface LogSink {
+  /** `tag` is `postfix/proxymap[123]`; `text` already carries the `warning: ` prefix. */
+  write(severity: Severity, tag: string, text: string): void
+}
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
+
+/** `Nov 25 02:46:37`, as syslog and Postfix's maillog_file write it (day padded with a space). */
+export function syslogTimestamp(date = new Date()): string {
+  const day = String(date.getDate()).padStart(2, ' ')
+  const time = [date.getHours(), date.getMinutes(), date.getSeconds()].map(n => String(n).padStart(2, '0')).join(':')
+  return `${MONTHS[date.getMonth()]} ${day} ${time}`
+}
+
+/** Full log-file lines on a stream, as Postfix writes maillog_file (e.g. /dev/stderr). */
+export class StreamSink implements LogSink {
+  private readonly host = os.hostname().split('.')[0]
+  constructor(private readonly stream: NodeJS.WritableStream = process.stderr) {}
+  write(_severity: Severity, tag: string, text: string): void {
+    this.stream.write(`${syslogTimestamp()} ${this.host} ${tag}: ${text}\n`)
+  }
+}
+
+/** Keeps records in memory: for tests and for commands that report them. */
+export class MemorySink implements LogSink {
+  readonly lines: string[] = []
+  write(_severity: Severity, tag: string, text: string): void {
+    this.lines.push(`${tag}: ${text}`)
+  }
+}
+
+export class Logger {
+  verbose = 0
+
+  constructor(private tag: string, private readonly sinks: LogSink[]) {}
+
+  /** `postfix` + `proxymap` → `postfix/proxymap[pid]`. */
+  static tagFor(syslogName: string, processName: string, pid = process.pid): string {
+    return `${syslogName}/${processName}[${pid}]`
+  }
+
+  setTag(tag: string): void {
+    this.tag = tag
+  }
+
+  info(text: string): void { this.emit('info', text) }
+  warning(text: string): void { this.emit('warning', `warning: ${text}`) }
+  error(text: string): void { this.emit('error', `error: ${text}`) }
+  fatal(text: string): void { this.emit('fatal', `fatal: ${text}`) }
+  /** Only with -v, as Postfix's msg_verbose. */
+  debug(text: string): void { if (this.verbose > 0) this.emit('info', text) }
+
+  private emit(severity: Severity, text: string): void {
+    for (const sink of this.sinks) sink.write(severity, this.tag, text)
+  }
+}

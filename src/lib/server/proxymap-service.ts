@@ -1,0 +1,168 @@
+// The request handling of proxymap(8): check the request, check approval, find the shared
+// open table, call it, and turn the outcome into a status. No sockets here.
+
+import type {AccessPolicy} from '../access/index.js'
+import type {MainConfig} from '../config/index.js'
+import type {Logger} from '../log/logger.js'
+import {
+  DICT_FLAG, DICT_FLAG_INST_MASK, DICT_FLAG_RQST_MASK, PROXY_STAT, ProxyReply, ProxyRequest, ProxyStatus,
+} from '../protocol/index.js'
+import type {TableRegistry} from '../tables/registry.js'
+import {stripProxyPrefixes} from '../tables/proxy.js'
+import {SequenceCursor, Table, TableError} from '../tables/table.js'
+
+export type ServiceKind = 'read' | 'write'
+
+export interface ProxymapServiceOptions {
+  kind: ServiceKind
+  policy: AccessPolicy
+  registry: TableRegistry
+  config: MainConfig
+  log: Logger
+}
+
+/** Per-connection state: each client has its own sequence cursors. */
+export class ClientSession {
+  readonly cursors = new Map<Table, SequenceCursor>()
+}
+
+interface OpenTable {
+  table: Table
+  /** v2 servers hand every request the flags of the freshly opened instance. */
+  initialFlags: number
+}
+
+type Outcome<T> = T | Promise<T>
+
+function isPromise<T>(x: Outcome<T>): x is Promise<T> {
+  return typeof (x as Promise<T>)?.then === 'function'
+}
+
+export class ProxymapService {
+  private readonly open = new Map<string, OpenTable>()
+  private readonly opening = new Map<string, Promise<ProxyStatus | OpenTable>>()
+
+  constructor(private readonly options: ProxymapServiceOptions) {}
+
+  get kind(): ServiceKind {
+    return this.options.kind
+  }
+
+  /** Every table opened so far (for change detection and shutdown). */
+  tables(): Table[] {
+    return [...this.open.values()].map(o => o.table)
+  }
+
+  /** Answer one parsed request. Synchronous when the table answers synchronously. */
+  handle(req: ProxyRequest, session: ClientSession): Outcome<ProxyReply> {
+    const {log, kind} = this.options
+    if ((req.request === 'update' || req.request === 'delete') && kind === 'read') {
+      log.warning(`refusing ${req.table} ${req.request} request on non-proxywrite service`)
+      return {status: PROXY_STAT.DENY}
+    }
+    const found = this.find(req)
+    if (typeof found === 'number') return {status: found}
+    if (isPromise(found)) return found.then(f => typeof f === 'number' ? {status: f} : this.apply(req, f, session))
+    return this.apply(req, found, session)
+  }
+
+  /** Postfix's proxy_map_find: canonical name, approval, one shared instance per name and instance flags. */
+  private find(req: ProxyRequest): ProxyStatus | OpenTable | Promise<ProxyStatus | OpenTable> {
+    const name = stripProxyPrefixes(req.table)
+    if (!name.includes(':')) return PROXY_STAT.BAD
+    const {policy, log, kind} = this.options
+    if (!policy.isApproved(kind, name)) {
+      for (const line of policy.denialLog(kind, name)) log.warning(line)
+      return PROXY_STAT.DENY
+    }
+    // Legacy servers open with the whole flags word of whichever request came first and
+    // share per (flags & INST_MASK); v2 servers open and share per instance_flags.
+    const openFlags = req.dialect === 'v2' ? req.instanceFlags
+      : req.request === 'open' ? req.instanceFlags : req.requestFlags
+    const cacheKey = `${req.dialect === 'v2' ? 'v2' : 'l'}:${(openFlags & (req.dialect === 'v2' ? ~0 : DICT_FLAG_INST_MASK)) >>> 0}:${name}`
+    const ready = this.open.get(cacheKey)
+    if (ready) {
+      if (req.dialect === 'v2') ready.table.flags = ready.initialFlags
+      return ready
+    }
+    let pending = this.opening.get(cacheKey)
+    if (!pending) {
+      pending = this.options.registry.open(name, {
+        mode: kind, dictFlags: openFlags >>> 0, config: this.options.config, log: this.options.log,
+      }).then(table => {
+        const entry = {table, initialFlags: table.flags}
+        this.open.set(cacheKey, entry)
+        this.opening.delete(cacheKey)
+        return entry
+      }, (err: Error): ProxyStatus => {
+        this.opening.delete(cacheKey)
+        log.warning(`${name}: open error: ${err.message}`)
+        return PROXY_STAT.RETRY
+      })
+      this.opening.set(cacheKey, pending)
+    }
+    return pending
+  }
+
+  private apply(req: ProxyRequest, entry: OpenTable, session: ClientSession): Outcome<ProxyReply> {
+    const {table} = entry
+    if (req.request === 'open') return {status: PROXY_STAT.OK, flags: table.flags}
+    let extra = 0
+    if (req.request === 'update') extra = DICT_FLAG.SYNC_UPDATE | DICT_FLAG.DUP_REPLACE
+    else if (req.request === 'delete') extra = DICT_FLAG.SYNC_UPDATE
+    table.flags = req.dialect === 'v2' ? req.requestFlags | extra
+      : ((table.flags & ~DICT_FLAG_RQST_MASK) | (req.requestFlags & DICT_FLAG_RQST_MASK) | extra)
+    try {
+      switch (req.request) {
+        case 'lookup': {
+          const value = table.lookup(req.key ?? '')
+          return isPromise(value) ? value.then(v => this.lookupReply(table, v), e => this.errorReply(table, 'lookup', e)) : this.lookupReply(table, value)
+        }
+        case 'update': {
+          if (!table.update) return this.unsupported(table, 'update')
+          const done = table.update(req.key ?? '', req.value ?? '')
+          return isPromise(done) ? done.then(ok => this.statusReply(table, ok), e => this.errorReply(table, 'update', e)) : this.statusReply(table, done)
+        }
+        case 'delete': {
+          if (!table.delete) return this.unsupported(table, 'delete')
+          const done = table.delete(req.key ?? '')
+          return isPromise(done) ? done.then(ok => this.statusReply(table, ok), e => this.errorReply(table, 'delete', e)) : this.statusReply(table, done)
+        }
+        case 'sequence': {
+          if (!table.sequence) return this.unsupported(table, 'sequence')
+          let cursor = session.cursors.get(table)
+          if (!cursor) session.cursors.set(table, cursor = {})
+          const item = table.sequence(req.func === 0 ? 'first' : 'next', cursor)
+          return isPromise(item) ? item.then(i => this.sequenceReply(table, i), e => this.errorReply(table, 'sequence', e)) : this.sequenceReply(table, item)
+        }
+      }
+    } catch (err) {
+      return this.errorReply(table, req.request, err)
+    }
+  }
+
+  private lookupReply(table: Table, value: string | undefined): ProxyReply {
+    return value === undefined ? {status: PROXY_STAT.NOKEY, flags: table.flags} : {status: PROXY_STAT.OK, flags: table.flags, value}
+  }
+
+  private statusReply(table: Table, ok: boolean): ProxyReply {
+    return {status: ok ? PROXY_STAT.OK : PROXY_STAT.NOKEY, flags: table.flags}
+  }
+
+  private sequenceReply(table: Table, item: readonly [string, string] | undefined): ProxyReply {
+    return item ? {status: PROXY_STAT.OK, flags: table.flags, key: item[0], value: item[1]} : {status: PROXY_STAT.NOKEY, flags: table.flags}
+  }
+
+  private errorReply(table: Table, operation: string, err: unknown): ProxyReply {
+    if (err instanceof TableError) return {status: err.kind === 'retry' ? PROXY_STAT.RETRY : PROXY_STAT.CONFIG, flags: table.flags}
+    // A defect or an unexpected backend failure: keep serving, tell the client to retry.
+    this.options.log.warning(`${table.type}:${table.name}: ${operation} error: ${(err as Error)?.message ?? String(err)}`)
+    return {status: PROXY_STAT.RETRY, flags: table.flags}
+  }
+
+  /** Postfix's proxymap dies here ("operation is not supported"); we log it and answer CONFIG. */
+  private unsupported(table: Table, operation: string): ProxyReply {
+    this.options.log.error(`table ${table.type}:${table.name}: ${operation} operation is not supported`)
+    return {status: PROXY_STAT.CONFIG, flags: table.flags}
+  }
+}

@@ -1,0 +1,111 @@
+// `proxymap serve` on its own: listen where Postfix's clients look
+// ($queue_directory/private/$proxymap_service_name and .../$proxywrite_service_name),
+// as master(8) would have made those sockets, then run unprivileged.
+
+import fs from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import {AccessPolicy} from '../access/index.js'
+import {serviceSocketPath} from '../client/service-client.js'
+import type {MainConfig} from '../config/index.js'
+import type {Logger} from '../log/logger.js'
+import {TableRegistry, defaultRegistry} from '../tables/registry.js'
+import {serveConnection} from './connection.js'
+import {dropPrivileges} from './privileges.js'
+import {ProxymapService, ServiceKind} from './proxymap-service.js'
+
+export interface StandaloneOptions {
+  config: MainConfig
+  log: Logger
+  services: ServiceKind[]
+  registry?: TableRegistry
+}
+
+export interface RunningServer {
+  sockets: {kind: ServiceKind; path: string}[]
+  /** The account the server runs as after start-up, when it started as root. */
+  runsAs?: string
+  close(): Promise<void>
+}
+
+/** Postfix time values: a number with an optional unit (s default, m, h, d, w). */
+export function parseTimeMs(value: string, defaultUnit = 's'): number {
+  const m = /^(\d+)([smhdw]?)$/.exec(value.trim())
+  if (!m) throw new Error(`bad time value "${value}": expected a number with an optional s, m, h, d or w unit`)
+  const unit = m[2] || defaultUnit
+  const seconds = {s: 1, m: 60, h: 3600, d: 86400, w: 604800}[unit]!
+  return Number(m[1]) * seconds * 1000
+}
+
+async function socketInUse(socketPath: string): Promise<boolean> {
+  return new Promise(resolve => {
+    const probe = net.createConnection({path: socketPath})
+    probe.once('connect', () => { probe.destroy(); resolve(true) })
+    probe.once('error', () => resolve(false))
+  })
+}
+
+/** Returns true when it had to create the socket directory. */
+async function prepareSocketPath(socketPath: string): Promise<boolean> {
+  const created = fs.mkdirSync(path.dirname(socketPath), {recursive: true}) !== undefined
+  let stat: fs.Stats
+  try {
+    stat = fs.lstatSync(socketPath)
+  } catch {
+    return created
+  }
+  if (!stat.isSocket())
+    throw new Error(`${socketPath} exists and is not a socket: remove it or choose another queue_directory/service name`)
+  if (await socketInUse(socketPath))
+    throw new Error(`a server is already listening on ${socketPath}: stop it first (postfix stop, or the other proxymap serve)`)
+  fs.unlinkSync(socketPath) // stale, left by a server that was killed
+  return created
+}
+
+export async function startStandalone(options: StandaloneOptions): Promise<RunningServer> {
+  const {config, log} = options
+  const registry = options.registry ?? defaultRegistry
+  const ipcTimeoutMs = parseTimeMs(config.get('ipc_timeout'))
+  const servers: net.Server[] = []
+  const sockets: RunningServer['sockets'] = []
+  const connections = new Set<net.Socket>()
+  const createdDirs = new Set<string>()
+
+  const closeAll = async (): Promise<void> => {
+    for (const s of connections) s.destroy()
+    await Promise.all(servers.map(s => new Promise<void>(resolve => s.close(() => resolve()))))
+    for (const {path: p} of sockets) {
+      try { fs.unlinkSync(p) } catch { /* already gone, or the directory is not ours */ }
+    }
+  }
+
+  try {
+    for (const kind of options.services) {
+      const service = new ProxymapService({kind, policy: AccessPolicy.fromConfig(config), registry, config, log})
+      const socketPath = serviceSocketPath(config, kind)
+      if (await prepareSocketPath(socketPath)) createdDirs.add(path.dirname(socketPath))
+      const server = net.createServer(socket => {
+        connections.add(socket)
+        serveConnection(socket, service, {log, ipcTimeoutMs, onClose: () => connections.delete(socket)})
+      })
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen({path: socketPath}, () => { server.off('error', reject); resolve() })
+      })
+      server.on('error', err => log.warning(`${socketPath}: ${err.message}`))
+      servers.push(server)
+      sockets.push({kind, path: socketPath})
+      // master(8) makes private sockets 0666; the private/ directory is the access control.
+      fs.chmodSync(socketPath, 0o666)
+    }
+    const account = dropPrivileges(config.get('mail_owner'), account => {
+      // Like Postfix's private/ directory: owned by mail_owner, so that the unprivileged
+      // server can still remove its sockets when it stops.
+      for (const dir of createdDirs) fs.chownSync(dir, account.uid, account.gid)
+    })
+    return {sockets, runsAs: account?.name, close: closeAll}
+  } catch (err) {
+    await closeAll()
+    throw err
+  }
+}
