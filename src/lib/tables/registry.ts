@@ -1,0 +1,73 @@
+// The one registry from map type name to implementation, used by the server and the CLI
+// alike (Postfix: dict_open.c). A new map type is one file and one line in BUILTIN_TYPES.
+
+import {OpenOptions, Table, TableError, TableType} from './table.js'
+import {SurrogateTable} from './surrogate.js'
+import {texthashType} from './texthash.js'
+import {inlineType} from './inline.js'
+import {staticType} from './static.js'
+import {failType} from './fail.js'
+import {proxyType} from './proxy.js'
+
+const BUILTIN_TYPES: readonly TableType[] = [
+  texthashType,
+  inlineType,
+  staticType,
+  failType,
+  proxyType,
+]
+
+export class TableRegistry {
+  private readonly types = new Map<string, TableType>()
+
+  constructor(types: readonly TableType[] = BUILTIN_TYPES) {
+    for (const t of types) this.types.set(t.type, t)
+  }
+
+  register(type: TableType): void {
+    this.types.set(type.type, type)
+  }
+
+  has(type: string): boolean {
+    return this.types.has(type)
+  }
+
+  typeNames(): string[] {
+    return [...this.types.keys()].sort()
+  }
+
+  /**
+   * Open `type:name` as Postfix's dict_open() does: a malformed name or an unknown type
+   * throws a config TableError; a table that fails to open is replaced by a surrogate
+   * that answers RETRY, after logging the reason as an error.
+   */
+  async open(spec: string, options: Omit<OpenOptions, 'openNested'>): Promise<Table> {
+    const colon = spec.indexOf(':')
+    if (colon <= 0) throw new TableError('config', `open dictionary: expecting "type:name" form instead of "${spec}"`)
+    const typeName = spec.slice(0, colon)
+    const name = spec.slice(colon + 1)
+    const full: OpenOptions = {...options, openNested: (nested, o) => this.open(nested, o)}
+    const type = this.types.get(typeName)
+    if (!type) return this.surrogate(typeName, name, `unsupported dictionary type: ${typeName}`, full)
+    try {
+      return await type.open(name, full)
+    } catch (err) {
+      if (err instanceof TableError) return this.surrogate(typeName, name, err.message, full)
+      throw err
+    }
+  }
+
+  /** Open without surrogates: errors are thrown to the caller (the CLI reports them). */
+  async openStrict(spec: string, options: Omit<OpenOptions, 'openNested'>): Promise<Table> {
+    const table = await this.open(spec, options)
+    if (table instanceof SurrogateTable) throw new TableError('retry', table.reason)
+    return table
+  }
+
+  private surrogate(type: string, name: string, reason: string, options: OpenOptions): Table {
+    options.log.error(reason)
+    return new SurrogateTable(type, name, reason, options, options.log)
+  }
+}
+
+export const defaultRegistry = new TableRegistry()

@@ -1,0 +1,87 @@
+// One interface for every map type, shaped after Postfix's DICT (src/util/dict.h):
+// lookup, update, delete, sequence, close, and the dict flags that the proxymap `open`
+// reply carries. Keys and values are Postfix byte strings (latin1 "binary" strings).
+
+import type {MainConfig} from '../config/index.js'
+import type {ServiceClientPool} from '../client/service-client.js'
+
+export type MaybePromise<T> = T | Promise<T>
+
+export type OpenMode = 'read' | 'write'
+
+export interface OpenOptions {
+  /** O_RDONLY for the proxymap service and lookups, O_RDWR|O_CREAT for proxywrite and updates. */
+  mode: OpenMode
+  /** Postfix dict flags given at open (the instance flags of the proxymap protocol). */
+  dictFlags: number
+  /** The main.cf in effect, for types that need parameters (and for proxy: sockets). */
+  config: MainConfig
+  /** Opens nested tables (unionmap:{...}, pipemap:{...}) through the same registry. */
+  openNested: (spec: string, options: OpenOptions) => Promise<Table>
+  /** Where a table reports warnings, in Postfix's words. */
+  log: TableLog
+  /** Connections to the proxymap services, for proxy: tables (one per process). */
+  proxyClients?: ServiceClientPool
+}
+
+export interface TableLog {
+  warning(message: string): void
+  error(message: string): void
+  info(message: string): void
+}
+
+export type SequenceFunction = 'first' | 'next'
+
+export interface Table {
+  readonly type: string
+  readonly name: string
+  /** Postfix dict->flags: FIXED/PATTERN/MULTI_WRITER plus the flags of the last request. */
+  flags: number
+  /** The value for `key`, or undefined when the table has none. Throws TableError. */
+  lookup(key: string): MaybePromise<string | undefined>
+  /** Store `value` under `key`. Resolves false when the table refused (Postfix: NOKEY). */
+  update?(key: string, value: string): MaybePromise<boolean>
+  /** Remove `key`. Resolves false when it was not there. */
+  delete?(key: string): MaybePromise<boolean>
+  /**
+   * Iterate. `cursor` is owned by the caller (one per client connection), so that two
+   * clients iterating one shared table do not disturb each other.
+   */
+  sequence?(fn: SequenceFunction, cursor: SequenceCursor): MaybePromise<readonly [string, string] | undefined>
+  /** True when the file(s) the table was read from changed since it was opened. */
+  changed?(): boolean
+  close?(): MaybePromise<void>
+}
+
+/** Per-client iteration state; a table keeps what it needs in `state`. */
+export interface SequenceCursor {
+  state?: unknown
+}
+
+export type TableErrorKind = 'retry' | 'config'
+
+/**
+ * A lookup failure that is not "not found": `retry` (backend down, timeout, table
+ * unavailable) or `config` (the table itself is wrong). Postfix: DICT_ERR_RETRY/CONFIG.
+ */
+export class TableError extends Error {
+  constructor(readonly kind: TableErrorKind, message: string) {
+    super(message)
+    this.name = 'TableError'
+  }
+}
+
+/** An operation the map type does not implement (Postfix: "... operation is not supported"). */
+export class UnsupportedOperationError extends TableError {
+  constructor(table: {type: string; name: string}, operation: string) {
+    super('config', `table ${table.type}:${table.name}: ${operation} operation is not supported`)
+    this.name = 'UnsupportedOperationError'
+  }
+}
+
+export interface TableType {
+  /** The type name as written in main.cf (`texthash`, `lmdb`, ...). */
+  readonly type: string
+  /** Throws TableError when the table cannot be opened; the caller substitutes a surrogate. */
+  open(name: string, options: OpenOptions): MaybePromise<Table>
+}
