@@ -4,8 +4,7 @@
 // table name with them exactly, so "inline:{a=b, c=d}" and "inline:{a=b,c=d}" differ.
 
 // Postfix's brace helpers live with the inline: table, which parses names the same way.
-import { balancedLength, splitOutsideBraces } from '../tables/inline.js'
-import { stripProxyPrefixes } from '../tables/proxy.js'
+import { balancedLength, splitOutsideBraces, stripProxyPrefixes } from '../util/postfix-strings.js'
 
 export type ApprovalParameter = 'proxy_read_maps' | 'proxy_write_maps'
 

@@ -2,7 +2,7 @@
 // a request for a table that its service's list does not approve gets DENY and two warnings.
 
 import { PROXYMAP_DAEMON_PARAMETERS, getInDaemonScope, type MainConfig } from '../config/index.js'
-import { stripProxyPrefixes } from '../tables/proxy.js'
+import { stripProxyPrefixes } from '../util/postfix-strings.js'
 import { approvedTables, type ApprovalParameter } from './approval-list.js'
 
 /** proxymap (read-only, proxy_read_maps) or proxywrite (read-write, proxy_write_maps). */

@@ -8,7 +8,7 @@ import {
   DICT_FLAG, DICT_FLAG_INST_MASK, DICT_FLAG_RQST_MASK, PROXY_STAT, ProxyReply, ProxyRequest, ProxyStatus,
 } from '../protocol/index.js'
 import type {TableRegistry} from '../tables/registry.js'
-import {stripProxyPrefixes} from '../tables/proxy.js'
+import {stripProxyPrefixes} from '../util/postfix-strings.js'
 import {SequenceCursor, Table, TableError} from '../tables/table.js'
 
 export type ServiceKind = 'read' | 'write'

@@ -24,11 +24,7 @@
 import {DICT_FLAG, DICT_FLAG_FOLD_ANY} from '../protocol/constants.js'
 import type {MainConfig} from '../config/index.js'
 import {Table, TableError, TableLog} from './table.js'
-
-/** Postfix ISSPACE(): ASCII isspace() in the C locale. */
-export function isSpaceChar(ch: string | undefined): boolean {
-  return ch === ' ' || ch === '\t' || ch === '\n' || ch === '\r' || ch === '\v' || ch === '\f'
-}
+import {isSpaceChar} from '../util/chars.js'
 
 /** Postfix lowercase(): ASCII A-Z to a-z, every other byte unchanged. */
 export function lowercaseAscii(s: string): string {

@@ -6,15 +6,10 @@ import {
   DICT_FLAG, DICT_FLAG_FOLD_ANY, DICT_FLAG_IMPL_MASK, DICT_FLAG_INST_MASK, DICT_FLAG_RQST_MASK,
   DICT_SEQ_FUN_FIRST, DICT_SEQ_FUN_NEXT, PROXY_STAT, PROXY_STAT_NAME, ProxyReply,
 } from '../protocol/index.js'
-import {foldKey} from './fold.js'
+import {foldKey, smtputf8Enabled} from './fold.js'
+import {stripProxyPrefixes} from '../util/postfix-strings.js'
 import {OpenOptions, SequenceFunction, Table, TableError, TableType} from './table.js'
 
-const PROXY_PREFIX = 'proxy:'
-
-export function stripProxyPrefixes(name: string): string {
-  while (name.startsWith(PROXY_PREFIX)) name = name.slice(PROXY_PREFIX.length)
-  return name
-}
 
 /**
  * A status that Postfix's own client treats as fatal (DENY, BAD) or that cannot be
@@ -50,7 +45,7 @@ export class ProxyTable implements Table {
     const reply = await client.request({request: 'open', table, instanceFlags: options.dictFlags & DICT_FLAG_INST_MASK, requestFlags: 0})
     switch (reply.status) {
       case PROXY_STAT.OK:
-        return new ProxyTable(table, client, options, reply.flags ?? 0, options.config.get('smtputf8_enable') === 'yes')
+        return new ProxyTable(table, client, options, reply.flags ?? 0, smtputf8Enabled(options.config))
       case PROXY_STAT.DENY:
         throw new ProxyStatusError(reply.status, `${service} service is not configured for table "${table}"`)
       case PROXY_STAT.BAD:

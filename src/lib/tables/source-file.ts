@@ -3,7 +3,7 @@
 // Files are read as bytes: the text is a latin1 "binary" string, one char per byte.
 
 import {promises as fsp, statSync, BigIntStats} from 'node:fs'
-import {isSpaceChar} from './fold.js'
+import {isSpaceChar} from '../util/chars.js'
 
 /** One logical line: its text, and the number of the physical line it started on. */
 export interface LogicalLine {
@@ -63,14 +63,6 @@ export function cString(s: string): string {
   return nul < 0 ? s : s.slice(0, nul)
 }
 
-/** Postfix trimblanks() + leading-blank skip: strip ASCII whitespace at both ends. */
-export function trimSpace(s: string): string {
-  let a = 0
-  let b = s.length
-  while (a < b && isSpaceChar(s[a])) a++
-  while (b > a && isSpaceChar(s[b - 1])) b--
-  return s.slice(a, b)
-}
 
 // glibc strerror() texts, which Postfix prints for %m; libuv's own texts differ in case
 // and, for some codes, in wording.

@@ -3,7 +3,7 @@
 
 import {DICT_FLAG} from '../protocol/constants.js'
 import {activateUtf8, needUtf8Activation} from './fold.js'
-import {extractBraced} from './inline.js'
+import {extractBraced} from '../util/postfix-strings.js'
 import {filesToBase64} from './source-file.js'
 import {OpenOptions, Table, TableError, TableType} from './table.js'
 

@@ -3,8 +3,9 @@
 
 import {setTimeout as sleep} from 'node:timers/promises'
 import {DICT_FLAG} from '../protocol/constants.js'
-import {activateUtf8, allAscii, isSpaceChar, isValidUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
-import {cString, FileStamp, fileChanged, filesToBase64, logicalLines, readBinaryFile, stampOf, strerror, trimSpace} from './source-file.js'
+import {activateUtf8, allAscii, isValidUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
+import {isSpaceChar, trimSpace} from '../util/chars.js'
+import {cString, FileStamp, fileChanged, filesToBase64, logicalLines, readBinaryFile, stampOf, strerror} from './source-file.js'
 import {OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableType} from './table.js'
 
 interface HashSequenceState {
