@@ -35,7 +35,7 @@ its sockets. A stale socket left by a killed server is replaced.`
   async run(): Promise<void> {
     const {flags} = await this.parse(Serve)
     const config = this.loadConfig(flags['config-dir'])
-    const log = new Logger(Logger.tagFor(config.get('syslog_name'), 'proxymap'), [new StreamSink(process.stderr)])
+    const log = new Logger(Logger.tagFor(config.get('syslog_name'), 'proxymap'), [new StreamSink(process.stderr, config.get('myhostname'))])
     const services: ServiceKind[] = (flags.service ?? ['proxymap', 'proxywrite']).map(s => s === 'proxymap' ? 'read' : 'write')
     const server = await startStandalone({config, log, services})
     for (const s of server.sockets)

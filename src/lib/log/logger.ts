@@ -22,8 +22,11 @@ export function syslogTimestamp(date = new Date()): string {
 
 /** Full log-file lines on a stream, as Postfix writes maillog_file (e.g. /dev/stderr). */
 export class StreamSink implements LogSink {
-  private readonly host = os.hostname().split('.')[0]
-  constructor(private readonly stream: NodeJS.WritableStream = process.stderr) {}
+  private readonly host: string
+  /** `hostname` as Postfix logs it: the first label of $myhostname. */
+  constructor(private readonly stream: NodeJS.WritableStream = process.stderr, hostname = os.hostname()) {
+    this.host = hostname.split('.')[0]
+  }
   write(_severity: Severity, tag: string, text: string): void {
     this.stream.write(`${syslogTimestamp()} ${this.host} ${tag}: ${text}\n`)
   }
