@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {Logger, StreamSink} from '../lib/log/logger.js'
 import {startStandalone} from '../lib/server/standalone.js'
+import {runUnderMaster, startedByMaster} from '../lib/server/master.js'
 import {ServiceKind} from '../lib/server/proxymap-service.js'
 
 export default class Serve extends BaseCommand {
@@ -33,6 +34,11 @@ its sockets. A stale socket left by a killed server is replaced.`
   }
 
   async run(): Promise<void> {
+    // Under master(8) the arguments are Postfix's generic daemon options, not ours.
+    if (startedByMaster()) {
+      const code = await runUnderMaster(this.argv)
+      process.exit(code)
+    }
     const {flags} = await this.parse(Serve)
     const config = this.loadConfig(flags['config-dir'])
     const log = new Logger(Logger.tagFor(config.get('syslog_name'), 'proxymap'), [new StreamSink(process.stderr, config.get('myhostname'))])

@@ -2,6 +2,7 @@
 // `${syslog_name}/${process_name}[pid]`, and every severity but info is spelled out in
 // front of the text, so that existing log tooling reads our lines like Postfix's.
 
+import {spawn} from 'node:child_process'
 import os from 'node:os'
 
 export type Severity = 'info' | 'warning' | 'error' | 'fatal' | 'panic'
@@ -63,5 +64,22 @@ export class Logger {
 
   private emit(severity: Severity, text: string): void {
     for (const sink of this.sinks) sink.write(severity, this.tag, text)
+  }
+}
+
+/**
+ * syslog (facility mail) through logger(1): Node has no AF_UNIX datagram sockets, and a
+ * proxymap daemon logs little (warnings about tables), so a process per record is cheap.
+ */
+export class SyslogSink implements LogSink {
+  write(severity: Severity, tag: string, text: string): void {
+    const m = /^(.*)\[(\d+)\]$/.exec(tag)
+    const priority = {info: 'info', warning: 'warning', error: 'err', fatal: 'crit', panic: 'crit'}[severity]
+    const args = m ? [`--id=${m[2]}`, '-t', m[1]] : ['-t', tag]
+    try {
+      const child = spawn('logger', [...args, '-p', `mail.${priority}`, '--', text], {stdio: 'ignore'})
+      child.on('error', () => undefined)
+      child.unref()
+    } catch { /* logging must never take the service down */ }
   }
 }

@@ -62,6 +62,29 @@ async function prepareSocketPath(socketPath: string): Promise<boolean> {
   return created
 }
 
+export interface ServiceServerOptions {
+  kind: ServiceKind
+  config: MainConfig
+  log: Logger
+  registry: TableRegistry
+  ipcTimeoutMs: number
+}
+
+/** A listening-socket server for one service (proxymap or proxywrite); not yet listening. */
+export function createServiceServer(options: ServiceServerOptions, connections: Set<net.Socket>,
+  hooks: {onConnect?: () => void; onClose?: () => void} = {}): net.Server {
+  const {kind, config, log, registry, ipcTimeoutMs} = options
+  const service = new ProxymapService({kind, policy: AccessPolicy.fromConfig(config), registry, config, log})
+  return net.createServer(socket => {
+    connections.add(socket)
+    hooks.onConnect?.()
+    serveConnection(socket, service, {log, ipcTimeoutMs, onClose: () => {
+      connections.delete(socket)
+      hooks.onClose?.()
+    }})
+  })
+}
+
 export async function startStandalone(options: StandaloneOptions): Promise<RunningServer> {
   const {config, log} = options
   const registry = options.registry ?? defaultRegistry
@@ -81,13 +104,9 @@ export async function startStandalone(options: StandaloneOptions): Promise<Runni
 
   try {
     for (const kind of options.services) {
-      const service = new ProxymapService({kind, policy: AccessPolicy.fromConfig(config), registry, config, log})
       const socketPath = serviceSocketPath(config, kind)
       if (await prepareSocketPath(socketPath)) createdDirs.add(path.dirname(socketPath))
-      const server = net.createServer(socket => {
-        connections.add(socket)
-        serveConnection(socket, service, {log, ipcTimeoutMs, onClose: () => connections.delete(socket)})
-      })
+      const server = createServiceServer({kind, config, log, registry, ipcTimeoutMs}, connections)
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject)
         server.listen({path: socketPath}, () => { server.off('error', reject); resolve() })

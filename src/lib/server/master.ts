@@ -1,0 +1,206 @@
+// Running under Postfix's master(8), as multi_server.c does: master passes the listening
+// socket(s) on descriptors 6, 7, ..., a status pipe on descriptor 5, GENERATION in the
+// environment and the generic daemon options on the command line.
+
+import fs from 'node:fs'
+import net from 'node:net'
+import {loadMainConfig, resolveConfigDir} from '../config/index.js'
+import type {MainConfig} from '../config/index.js'
+import {Logger, LogSink, StreamSink, SyslogSink} from '../log/logger.js'
+import {defaultRegistry} from '../tables/registry.js'
+import {dropPrivileges} from './privileges.js'
+import {ServiceKind} from './proxymap-service.js'
+import {createServiceServer, parseTimeMs} from './standalone.js'
+
+export const MASTER_STATUS_FD = 5
+export const MASTER_LISTEN_FD = 6
+export const MASTER_STAT_TAKEN = 0
+export const MASTER_STAT_AVAIL = 1
+
+export interface MasterArgs {
+  chroot: boolean
+  foreground: boolean
+  serviceName?: string
+  transport?: string
+  unprivileged: boolean
+  verbose: number
+  overrides: Record<string, string>
+  socketCount: number
+  /** Extra master.cf arguments after the options: proxymap takes none. */
+  rest: string[]
+}
+
+/** Postfix's getopt string for multi-threaded servers: "cdDi:lm:n:o:s:St:uvVz". */
+export function parseMasterArgs(argv: string[]): MasterArgs {
+  const parsed: MasterArgs = {chroot: false, foreground: false, unprivileged: false, verbose: 0, overrides: {}, socketCount: 1, rest: []}
+  const withValue = new Set(['i', 'm', 'n', 'o', 's', 't'])
+  let i = 0
+  for (; i < argv.length; i++) {
+    const arg = argv[i]
+    if (arg === '--') { i++; break }
+    if (!arg.startsWith('-') || arg === '-') break
+    for (let j = 1; j < arg.length; j++) {
+      const opt = arg[j]
+      let value: string | undefined
+      if (withValue.has(opt)) {
+        value = j + 1 < arg.length ? arg.slice(j + 1) : argv[++i]
+        if (value === undefined) throw new Error(`option requires an argument -- ${opt}`)
+        j = arg.length
+      }
+      switch (opt) {
+        case 'c': parsed.chroot = true; break
+        case 'd': parsed.foreground = true; break
+        case 'D': case 'l': case 'S': case 'V': case 'z': break
+        case 'i': parsed.overrides.max_idle = value!; break
+        case 'm': parsed.overrides.max_use = value!; break
+        case 'n': parsed.serviceName = value; break
+        case 'o': {
+          const eq = value!.indexOf('=')
+          if (eq <= 0) throw new Error(`invalid "-o ${value}" option value: missing '=' after attribute name`)
+          parsed.overrides[value!.slice(0, eq).trim()] = value!.slice(eq + 1).trim()
+          break
+        }
+        case 's': {
+          const n = Number.parseInt(value!, 10)
+          if (!(n > 0)) throw new Error(`invalid socket_count: ${value}`)
+          parsed.socketCount = n
+          break
+        }
+        case 't': parsed.transport = value; break
+        case 'u': parsed.unprivileged = true; break
+        case 'v': parsed.verbose++; break
+        default: throw new Error(`invalid option: ${opt}`)
+      }
+    }
+  }
+  parsed.rest = argv.slice(i)
+  return parsed
+}
+
+/** master(8) starts daemons with GENERATION set and its status channel (a socketpair) on fd 5. */
+export function startedByMaster(env: NodeJS.ProcessEnv = process.env): boolean {
+  if (env.GENERATION === undefined) return false
+  try {
+    const status = fs.fstatSync(MASTER_STATUS_FD)
+    return status.isSocket() || status.isFIFO()
+  } catch {
+    return false
+  }
+}
+
+function logSinks(config: MainConfig): LogSink[] {
+  const maillog = config.get('maillog_file')
+  if (maillog) {
+    // Opened before dropping privileges, as postlogd would hold it.
+    const fd = fs.openSync(maillog, 'a', 0o644)
+    return [new StreamSink(fs.createWriteStream('', {fd}), config.get('myhostname'))]
+  }
+  return [new SyslogSink()]
+}
+
+/**
+ * Serve until master goes away, max_use clients have been served, or max_idle passes
+ * without a client. Resolves with the process exit code.
+ */
+export async function runUnderMaster(argv: string[]): Promise<number> {
+  const args = parseMasterArgs(argv)
+  const serviceName = args.serviceName ?? 'proxymap'
+  const config = loadMainConfig({configDir: resolveConfigDir(undefined), overrides: {...args.overrides, service_name: serviceName}})
+  const log = new Logger(Logger.tagFor(config.get('syslog_name'), 'proxymap'), logSinks(config))
+  log.verbose = args.verbose
+  if (args.rest.length > 0) {
+    log.fatal(`unexpected command-line argument: ${args.rest[0]}`)
+    return 1
+  }
+  // Postfix: the service is chosen by its name, and only these two exist.
+  let kind: ServiceKind
+  if (serviceName === 'proxywrite') kind = 'write'
+  else if (serviceName === 'proxymap') kind = 'read'
+  else {
+    log.fatal('service name must be one of proxymap or proxywrite')
+    return 1
+  }
+  if (args.chroot) {
+    log.fatal('chroot operation is not supported by this proxymap: set the chroot column of this master.cf service to "n"')
+    return 1
+  }
+  if (kind === 'write') {
+    // Postfix's proxywrite calls setsid() so that signals to master's process group
+    // cannot kill it in the middle of an update; Node has no setsid(), so ignore them.
+    process.on('SIGHUP', () => undefined)
+    process.on('SIGINT', () => undefined)
+  }
+
+  const generation = Number.parseInt(process.env.GENERATION ?? '0', 8) >>> 0
+  const notify = (avail: number): void => {
+    const status = Buffer.alloc(12)
+    status.writeInt32LE(process.pid, 0)
+    status.writeUInt32LE(generation, 4)
+    status.writeInt32LE(avail, 8)
+    try { fs.writeSync(MASTER_STATUS_FD, status) } catch { /* master is gone; the EOF watch ends us */ }
+  }
+
+  const maxUse = Number.parseInt(config.get('max_use'), 10) || 0
+  const maxIdleMs = parseTimeMs(config.get('max_idle'))
+  const ipcTimeoutMs = parseTimeMs(config.get('ipc_timeout'))
+  const connections = new Set<net.Socket>()
+  const servers: net.Server[] = []
+  let useCount = 0
+  let idleTimer: NodeJS.Timeout | undefined
+  let finish: (code: number) => void = () => undefined
+  const done = new Promise<number>(resolve => { finish = resolve })
+
+  const stop = (reason: string): void => {
+    log.debug(reason)
+    for (const s of servers) s.close()
+    if (connections.size === 0) finish(0)
+    else for (const c of connections) c.end()
+    setTimeout(() => finish(0), 2000).unref()
+  }
+  const armIdle = (): void => {
+    clearTimeout(idleTimer)
+    if (maxIdleMs > 0) idleTimer = setTimeout(() => stop('idle timeout -- exiting'), maxIdleMs)
+  }
+
+  for (let n = 0; n < args.socketCount; n++) {
+    const server = createServiceServer({kind, config, log, registry: defaultRegistry, ipcTimeoutMs}, connections, {
+      onConnect: () => {
+        clearTimeout(idleTimer)
+        useCount++
+        // One process serves every client concurrently, so it stays available to master;
+        // after max_use it stops accepting and lets master start a successor.
+        if (maxUse > 0 && useCount >= maxUse) {
+          notify(MASTER_STAT_TAKEN)
+          for (const s of servers) s.close()
+        }
+      },
+      onClose: () => {
+        if (connections.size > 0) return
+        if (maxUse > 0 && useCount >= maxUse) stop('use limit -- exiting')
+        else armIdle()
+      },
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen({fd: MASTER_LISTEN_FD + n}, () => { server.off('error', reject); resolve() })
+    })
+    servers.push(server)
+  }
+
+  // EOF on the status pipe: master exited or started a new generation (postfix reload).
+  const statusWatch = new net.Socket({fd: MASTER_STATUS_FD, readable: true, writable: false})
+  statusWatch.on('data', () => undefined)
+  statusWatch.on('end', () => stop('master disconnect -- exiting'))
+  statusWatch.on('error', () => stop('master disconnect -- exiting'))
+
+  if (args.unprivileged) dropPrivileges(config.get('mail_owner'))
+  else if (process.getuid?.() === 0) {
+    log.fatal('refusing to run as root: add the -u option (unprivileged column "-" or "y" in master.cf)')
+    return 1
+  }
+  log.debug('daemon started')
+  armIdle()
+  const code = await done
+  statusWatch.destroy()
+  return code
+}

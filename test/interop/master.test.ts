@@ -1,0 +1,115 @@
+// proxymap serve as the proxymap and proxywrite services of a real Postfix 3.7 master(8):
+// real clients get the same answers as from Postfix's own daemons, master sees no
+// trouble (no "bad command startup", no throttling), max_use recycles the process,
+// and stopping Postfix stops ours.
+
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import {after, before, test} from 'node:test'
+import {PROJECT_BIN, PostfixInstance, RunResult, backdate, createPostfixInstance, requirePostfix, sleep, waitFor} from '../helpers/postfix.js'
+
+const DAEMON_DIRECTORY = '/usr/lib/postfix/sbin'
+let pf: PostfixInstance
+let th: string
+let launcher: string
+const stockMasterCf = new Map<string, string>()
+
+/** Our node processes of this instance: master starts daemons in the queue directory. */
+function ourPids(): number[] {
+  const pids: number[] = []
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      if (fs.readlinkSync(`/proc/${entry}/cwd`) !== pf.spool) continue
+      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'latin1').includes(PROJECT_BIN)) pids.push(Number(entry))
+    } catch { /* gone */ }
+  }
+  return pids
+}
+
+async function useOurDaemons(options = ''): Promise<void> {
+  const file = path.join(pf.etc, 'master.cf')
+  if (!stockMasterCf.has(file)) stockMasterCf.set(file, fs.readFileSync(file, 'utf8'))
+  // master.cf commands are relative to daemon_directory.
+  const command = path.relative(DAEMON_DIRECTORY, launcher)
+  fs.writeFileSync(file, stockMasterCf.get(file)!.replace(/^(proxymap|proxywrite)(\s+unix.*?)proxymap$/gm, `$1$2${command}${options}`))
+  await backdate(file)
+}
+
+async function useStockDaemons(): Promise<void> {
+  for (const [file, text] of stockMasterCf) { fs.writeFileSync(file, text); await backdate(file) }
+}
+
+before(async () => {
+  requirePostfix()
+  pf = await createPostfixInstance({prefix: 'pm-master-'})
+  th = await pf.createTable('texthash', 'virtual', 'alice@example.com\talice@mailbox.example.com\nbob@example.com bob\n', {build: false})
+  await pf.approve({read: [th, `texthash:${pf.etc}/missing`], write: [th]})
+  launcher = path.join(pf.dir, 'proxymap')
+  fs.writeFileSync(launcher, `#!/bin/sh\nexec ${process.execPath} ${PROJECT_BIN} serve "$@"\n`, {mode: 0o755})
+})
+
+after(async () => {
+  await pf?.destroy()
+})
+
+async function clients(): Promise<RunResult[]> {
+  return [
+    await pf.postmap(['-q', 'alice@example.com', `proxy:${th}`]),
+    await pf.postmap(['-q', 'nobody', `proxy:${th}`]),
+    await pf.postmap(['-q', '-', `proxy:${th}`], {input: 'ALICE@example.com\nbob@example.com\nzed\n'}),
+    await pf.postalias(['-q', 'bob@example.com', `proxy:${th}`]),
+    await pf.postmap(['-q', 'x', `proxy:texthash:${pf.etc}/not-listed`]),
+    await pf.postmap(['-q', 'x', `proxy:texthash:${pf.etc}/missing`]),
+    await pf.postmap(['-d', 'bob@example.com', `proxy:${th}`]),
+    await pf.postmap(['-d', 'x', `proxy:texthash:${pf.etc}/not-listed`]),
+  ]
+}
+
+const masterTrouble = /bad command startup|throttling|unexpected|fatal: master|panic/
+
+test('under real master(8), real clients get the answers Postfix\'s own daemons give', async () => {
+  await useStockDaemons()
+  await pf.startPostfix()
+  const theirs = await clients()
+  await pf.stopPostfix()
+  const logBefore = pf.maillog().length
+
+  await useOurDaemons()
+  await pf.startPostfix()
+  const ours = await clients()
+  assert.ok(ourPids().length > 0, 'master started our daemon')
+  await pf.stopPostfix()
+  await waitFor(() => ourPids().length === 0, 10_000, () => `our daemons outlived master: ${ourPids()}`)
+
+  for (let i = 0; i < theirs.length; i++)
+    assert.deepEqual({out: ours[i].stdout, err: ours[i].stderr, code: ours[i].code},
+      {out: theirs[i].stdout, err: theirs[i].stderr, code: theirs[i].code}, `client ${i}`)
+  assert.equal(theirs[0].stdout, 'alice@mailbox.example.com\n')
+  const ourLog = pf.maillog().slice(logBefore)
+  assert.doesNotMatch(ourLog, masterTrouble)
+  // Our daemon logs through maillog_file, in Postfix's shape.
+  assert.match(ourLog, /postfix-harness\/proxymap\[\d+\]: warning: request for unapproved table: "texthash:.*not-listed"/)
+  assert.match(ourLog, /postfix-harness\/proxymap\[\d+\]: warning: to approve this table for read-write access, list proxy:texthash:.*not-listed in main\.cf:proxy_write_maps/)
+})
+
+test('max_use recycles the process and max_idle ends it, without master complaints', async () => {
+  await useOurDaemons(' -o max_use=3 -o max_idle=2s')
+  const logBefore = pf.maillog().length
+  await pf.startPostfix()
+  try {
+    const seen = new Set<number>()
+    for (let i = 0; i < 7; i++) {
+      const r = await pf.postmap(['-q', 'alice@example.com', `proxy:${th}`])
+      assert.equal(r.stdout, 'alice@mailbox.example.com\n')
+      for (const pid of ourPids()) seen.add(pid)
+      await sleep(150)
+    }
+    assert.ok(seen.size >= 3, `7 clients with max_use 3 need at least 3 processes; saw ${seen.size}`)
+    await waitFor(() => ourPids().length === 0, 8_000, () => `max_idle 2s: still running ${ourPids()}`)
+    assert.doesNotMatch(pf.maillog().slice(logBefore), masterTrouble)
+  } finally {
+    await pf.stopPostfix()
+  }
+})
