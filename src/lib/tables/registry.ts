@@ -8,6 +8,10 @@ import {inlineType} from './inline.js'
 import {staticType} from './static.js'
 import {failType} from './fail.js'
 import {proxyType} from './proxy.js'
+import {regexpType} from './regexp.js'
+import {cidrType} from './cidr.js'
+import {cdbType} from './cdb.js'
+import {lmdbType} from './lmdb.js'
 
 const BUILTIN_TYPES: readonly TableType[] = [
   texthashType,
@@ -15,6 +19,10 @@ const BUILTIN_TYPES: readonly TableType[] = [
   staticType,
   failType,
   proxyType,
+  regexpType,
+  cidrType,
+  cdbType,
+  lmdbType,
 ]
 
 export class TableRegistry {
