@@ -10,6 +10,7 @@ import {
 import type {TableRegistry} from '../tables/registry.js'
 import {stripProxyPrefixes} from '../util/postfix-strings.js'
 import {SequenceCursor, Table, TableError} from '../tables/table.js'
+import {SurrogateTable} from '../tables/surrogate.js'
 
 export type ServiceKind = 'read' | 'write'
 
@@ -30,7 +31,13 @@ interface OpenTable {
   table: Table
   /** v2 servers hand every request the flags of the freshly opened instance. */
   initialFlags: number
+  /** What it was opened as, to open it again when its file changes. */
+  name: string
+  openFlags: number
 }
+
+/** How often, at most, a busy connection makes the read-only service look for changed files. */
+const CHANGE_CHECK_INTERVAL_MS = 200
 
 type Outcome<T> = T | Promise<T>
 
@@ -41,6 +48,7 @@ function isPromise<T>(x: Outcome<T>): x is Promise<T> {
 export class ProxymapService {
   private readonly open = new Map<string, OpenTable>()
   private readonly opening = new Map<string, Promise<ProxyStatus | OpenTable>>()
+  private lastChangeCheck = 0
 
   constructor(private readonly options: ProxymapServiceOptions) {}
 
@@ -53,9 +61,29 @@ export class ProxymapService {
     return [...this.open.values()].map(o => o.table)
   }
 
+  /**
+   * The read-only service picks up changed table files. Postfix's proxymap exits before the
+   * next accept and lets master start a fresh process; we open the table again in place,
+   * and requests wait for the new instance, so no client sees a half-swapped table.
+   */
+  checkForChangedTables(now = Date.now()): void {
+    if (this.options.kind !== 'read') return
+    this.lastChangeCheck = now
+    for (const [cacheKey, entry] of this.open) {
+      if (!entry.table.changed?.()) continue
+      if (!(entry.table instanceof SurrogateTable)) this.options.log.info(`table ${entry.name} has changed -- reopening`)
+      this.open.delete(cacheKey)
+      this.startOpen(cacheKey, entry.name, entry.openFlags, entry.table)
+    }
+  }
+
   /** Answer one parsed request. Synchronous when the table answers synchronously. */
   handle(req: ProxyRequest, session: ClientSession): Outcome<ProxyReply> {
     const {log, kind} = this.options
+    if (kind === 'read') {
+      const now = Date.now()
+      if (now - this.lastChangeCheck >= CHANGE_CHECK_INTERVAL_MS) this.checkForChangedTables(now)
+    }
     if ((req.request === 'update' || req.request === 'delete') && kind === 'read') {
       log.warning(`refusing ${req.table} ${req.request} request on non-proxywrite service`)
       return {status: PROXY_STAT.DENY}
@@ -85,22 +113,23 @@ export class ProxymapService {
       if (req.dialect === 'v2') ready.table.flags = ready.initialFlags
       return ready
     }
-    let pending = this.opening.get(cacheKey)
-    if (!pending) {
-      pending = this.options.registry.open(name, {
-        mode: kind, dictFlags: openFlags >>> 0, config: this.options.config, log: this.options.log,
-      }).then(table => {
-        const entry = {table, initialFlags: table.flags}
-        this.open.set(cacheKey, entry)
-        this.opening.delete(cacheKey)
-        return entry
-      }, (err: Error): ProxyStatus => {
-        this.opening.delete(cacheKey)
-        log.warning(`${name}: open error: ${err.message}`)
-        return PROXY_STAT.RETRY
-      })
-      this.opening.set(cacheKey, pending)
-    }
+    return this.opening.get(cacheKey) ?? this.startOpen(cacheKey, name, openFlags >>> 0)
+  }
+
+  private startOpen(cacheKey: string, name: string, openFlags: number, replacing?: Table): Promise<ProxyStatus | OpenTable> {
+    const {registry, config, log, kind} = this.options
+    const pending = registry.open(name, {mode: kind, dictFlags: openFlags, config, log}).then(table => {
+      const entry: OpenTable = {table, initialFlags: table.flags, name, openFlags}
+      this.open.set(cacheKey, entry)
+      this.opening.delete(cacheKey)
+      if (replacing) Promise.resolve(replacing.close?.()).catch(() => undefined)
+      return entry
+    }, (err: Error): ProxyStatus => {
+      this.opening.delete(cacheKey)
+      log.warning(`${name}: open error: ${err.message}`)
+      return PROXY_STAT.RETRY
+    })
+    this.opening.set(cacheKey, pending)
     return pending
   }
 

@@ -78,6 +78,7 @@ export function createServiceServer(options: ServiceServerOptions, connections: 
   return net.createServer(socket => {
     connections.add(socket)
     hooks.onConnect?.()
+    service.checkForChangedTables()
     serveConnection(socket, service, {log, ipcTimeoutMs, onClose: () => {
       connections.delete(socket)
       hooks.onClose?.()

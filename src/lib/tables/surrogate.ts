@@ -1,6 +1,9 @@
 import {DICT_FLAG} from '../protocol/constants.js'
 import {OpenOptions, Table, TableError, TableLog} from './table.js'
 
+/** Postfix keeps a surrogate until the process ends; we try the real table again after this. */
+const SURROGATE_RETRY_MS = 1000
+
 /**
  * What Postfix's dict_surrogate() does for a table that failed to open: the open itself
  * succeeds (flags gain PATTERN), and every later request fails as RETRY, logging the
@@ -8,6 +11,7 @@ import {OpenOptions, Table, TableError, TableLog} from './table.js'
  */
 export class SurrogateTable implements Table {
   flags: number
+  private readonly openedAt = Date.now()
 
   constructor(readonly type: string, readonly name: string, readonly reason: string,
     options: Pick<OpenOptions, 'mode' | 'dictFlags'>, private readonly log: TableLog) {
@@ -20,6 +24,11 @@ export class SurrogateTable implements Table {
 
   update?: (key: string, value: string) => never
   delete?: (key: string) => never
+
+  /** Worth opening again once in a while: the file may have appeared or been fixed. */
+  changed(): boolean {
+    return Date.now() - this.openedAt >= SURROGATE_RETRY_MS
+  }
 
   lookup(): never {
     return this.fail()
