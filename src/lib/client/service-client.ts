@@ -5,7 +5,7 @@
 
 import path from 'node:path'
 import type {MainConfig} from '../config/index.js'
-import {Dialect, ProtocolError, ProxyReply, ProxyRequest} from '../protocol/index.js'
+import {Dialect, ProtocolError, ProxyReply, ProxyRequest, binary} from '../protocol/index.js'
 import {ConnectionOptions, ServiceConnection, ServiceUnavailableError} from './connection.js'
 
 export type ServiceKind = 'read' | 'write'
@@ -16,7 +16,7 @@ export function serviceName(config: MainConfig, kind: ServiceKind): string {
 
 /** Where Postfix's clients find a private service: $queue_directory/private/NAME. */
 export function serviceSocketPath(config: MainConfig, kind: ServiceKind): string {
-  return path.join(config.get('queue_directory'), 'private', serviceName(config, kind))
+  return binary.toText(path.join(config.get('queue_directory'), 'private', serviceName(config, kind)))
 }
 
 export class ServiceClient {

@@ -286,7 +286,9 @@ export function loadMainConfig(options: LoadMainConfigOptions = {}): PostfixMain
   const mainCfPath = path.join(configDir, 'main.cf')
   let text: string
   try {
-    text = fs.readFileSync(mainCfPath, 'utf8')
+    // Bytes, as Postfix reads them: table names in proxy_read_maps are compared byte for
+    // byte with the names on the wire, which this project carries as latin1 strings.
+    text = fs.readFileSync(mainCfPath, 'latin1')
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     const reason =

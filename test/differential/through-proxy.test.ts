@@ -1,0 +1,91 @@
+// Every map type through proxy:, answered by Postfix's own proxymap and by ours: a real
+// `postmap -q -` reads the same keys over one connection to each, and the outputs must be
+// identical. (Through the proxy Postfix opens tables with the flags of the first request and
+// the client folds keys, so these answers can differ from direct `postmap -q`; the point
+// is that ours differ exactly where Postfix's do.)
+
+import assert from 'node:assert/strict'
+import {after, before, test} from 'node:test'
+import {PostfixInstance, createPostfixInstance, requirePostfix} from '../helpers/postfix.js'
+
+const SOURCE = [
+  'alice@example.com alice-box',
+  'Bob@Example.com  bob box with spaces',
+  'carol carol@example.org',
+  'école école-box',
+  'ÉCOLE upper-école',
+  'straße strasse-box',
+  'x  short',
+  '',
+].join('\n')
+
+const ADDRESS_KEYS = ['alice@example.com', 'ALICE@EXAMPLE.COM', 'bob@example.com', 'Bob@Example.com', 'carol', 'CAROL',
+  'école', 'ÉCOLE', 'Ecole', 'straße', 'STRASSE', 'x', 'X', 'nobody', 'user-joe@example.com', 'USER-JOE@example.com',
+  'deny-me', 'a b c', 'postmaster@example.net', '日本語']
+const IP_KEYS = ['192.168.1.7', '192.168.2.1', '10.0.0.1', '10.1.2.3', '172.16.5.4', '127.0.0.1', '::1', '2001:db8::1',
+  '2001:DB8::1', '2001:db8:1::5', 'fe80::1', '::ffff:192.168.1.7', '0.0.0.0', 'not-an-ip', '255.255.255.255']
+
+interface Case {type: string; name: () => string; keys: string[]}
+let pf: PostfixInstance
+const cases: Case[] = []
+const names = new Map<string, string>()
+
+before(async () => {
+  requirePostfix()
+  pf = await createPostfixInstance({prefix: 'pm-through-', main: {smtputf8_enable: 'yes'}})
+  names.set('texthash', await pf.createTable('texthash', 'th', SOURCE, {build: false}))
+  names.set('cdb', await pf.createTable('cdb', 'cdbt', SOURCE))
+  names.set('lmdb', await pf.createTable('lmdb', 'ldb', SOURCE))
+  names.set('regexp', await pf.createTable('regexp', 're', [
+    '/^user-(.+)@example\\.com$/ mailbox-$1',
+    '/^deny/ REJECT denied by regexp',
+    'if /example/',
+    '/^(alice|bob)@/ known-$1',
+    'endif',
+    '/^[[:upper:]]+$/ all-upper',
+    '!/@/ no-at-sign',
+    '',
+  ].join('\n'), {build: false}))
+  names.set('cidr', await pf.createTable('cidr', 'nets', [
+    '192.168.1.0/24 lan', '10.0.0.0/8 ten', '!172.16.0.0/12 not-rfc1918-172', '2001:db8::/32 doc-v6',
+    '::1 loopback6', '127.0.0.1 loopback', '',
+  ].join('\n'), {build: false}))
+  names.set('inline', 'inline:{alice@example.com=inline-alice, {carol = inline carol}, École=inline-École}')
+  names.set('static', 'static:{static answer}')
+  cases.push(
+    ...['texthash', 'cdb', 'regexp', 'inline', 'static'].map(type => ({type, name: () => names.get(type)!, keys: ADDRESS_KEYS})),
+    {type: 'cidr', name: () => names.get('cidr')!, keys: IP_KEYS},
+  )
+  await pf.approve({read: [...names.values()], write: []})
+})
+
+after(async () => {
+  await pf?.destroy()
+})
+
+async function runAll(): Promise<Map<string, {stdout: string; stderr: string; code: number}>> {
+  const out = new Map<string, {stdout: string; stderr: string; code: number}>()
+  for (const c of cases) {
+    const r = await pf.postmap(['-q', '-', `proxy:${c.name()}`], {input: c.keys.join('\n') + '\n', timeoutMs: 20_000})
+    out.set(c.type, {stdout: r.stdout, stderr: r.stderr, code: r.code})
+  }
+  return out
+}
+
+test('every file map type answers through our proxymap exactly as through Postfix\'s', async () => {
+  await pf.startPostfix()
+  const theirs = await runAll()
+  await pf.stopPostfix()
+  await pf.startOurs()
+  const ours = await runAll()
+  await pf.stopOurs()
+  let compared = 0
+  for (const c of cases) {
+    const t = theirs.get(c.type)!
+    assert.ok(t.stdout.length > 0, `${c.type}: Postfix found something (the case is not vacuous): ${t.stderr}`)
+    assert.deepEqual(ours.get(c.type), t, `${c.type} through proxy:`)
+    compared += c.keys.length
+    console.log(`# ${c.type}: ${c.keys.length} keys through proxy:, ${t.stdout.split('\n').length - 1} hits, same as Postfix`)
+  }
+  console.log(`# ${compared} keys compared through proxy: in all`)
+})
