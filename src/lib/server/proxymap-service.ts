@@ -70,8 +70,9 @@ export class ProxymapService {
     if (this.options.kind !== 'read') return
     this.lastChangeCheck = now
     for (const [cacheKey, entry] of this.open) {
-      if (!entry.table.changed?.()) continue
-      if (!(entry.table instanceof SurrogateTable)) this.options.log.info(`table ${entry.name} has changed -- reopening`)
+      // Unavailable tables are retried when they are asked for (see find).
+      if (entry.table instanceof SurrogateTable || !entry.table.changed?.()) continue
+      this.options.log.info(`table ${entry.name} has changed -- reopening`)
       this.open.delete(cacheKey)
       this.startOpen(cacheKey, entry.name, entry.openFlags, entry.table)
     }
@@ -109,6 +110,11 @@ export class ProxymapService {
       : req.request === 'open' ? req.instanceFlags : req.requestFlags
     const cacheKey = `${req.dialect === 'v2' ? 'v2' : 'l'}:${(openFlags & (req.dialect === 'v2' ? ~0 : DICT_FLAG_INST_MASK)) >>> 0}:${name}`
     const ready = this.open.get(cacheKey)
+    if (ready?.table instanceof SurrogateTable && ready.table.changed()) {
+      // The file may have appeared or been repaired since: try the real table again.
+      this.open.delete(cacheKey)
+      return this.startOpen(cacheKey, name, openFlags >>> 0, ready.table)
+    }
     if (ready) {
       if (req.dialect === 'v2') ready.table.flags = ready.initialFlags
       return ready
@@ -117,8 +123,14 @@ export class ProxymapService {
   }
 
   private startOpen(cacheKey: string, name: string, openFlags: number, replacing?: Table): Promise<ProxyStatus | OpenTable> {
-    const {registry, config, log, kind} = this.options
-    const pending = registry.open(name, {mode: kind, dictFlags: openFlags, config, log}).then(table => {
+    const {registry, config, kind} = this.options
+    const log = this.options.log
+    // Postfix logs why a table is unavailable once, when it opens it; a retry that fails
+    // for the same reason stays quiet (each request still logs "is unavailable").
+    const openLog = replacing instanceof SurrogateTable
+      ? {info: (m: string) => log.info(m), warning: (m: string) => log.warning(m), error: (m: string) => { if (m !== replacing.reason) log.error(m) }}
+      : log
+    const pending = registry.open(name, {mode: kind, dictFlags: openFlags, config, log: openLog}).then(table => {
       const entry: OpenTable = {table, initialFlags: table.flags, name, openFlags}
       this.open.set(cacheKey, entry)
       this.opening.delete(cacheKey)
