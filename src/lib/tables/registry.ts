@@ -12,6 +12,11 @@ import {regexpType} from './regexp.js'
 import {cidrType} from './cidr.js'
 import {cdbType} from './cdb.js'
 import {lmdbType} from './lmdb.js'
+import {unixType} from './unix.js'
+import {environType} from './environ.js'
+import {unionmapType} from './unionmap.js'
+import {pipemapType} from './pipemap.js'
+import {randmapType} from './randmap.js'
 
 const BUILTIN_TYPES: readonly TableType[] = [
   texthashType,
@@ -23,6 +28,7 @@ const BUILTIN_TYPES: readonly TableType[] = [
   cidrType,
   cdbType,
   lmdbType,
+  unixType, environType, unionmapType, pipemapType, randmapType,
 ]
 
 export class TableRegistry {
