@@ -97,11 +97,11 @@ const REG = {
   ESIZE: 'Regular expression too big',
 } as const
 
-const hex = (c: number): string => `\\x${c.toString(16).padStart(2, '0')}`
+export const hex = (c: number): string => `\\x${c.toString(16).padStart(2, '0')}`
 const isAsciiLetter = (c: number): boolean => (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a)
 const isDigitCode = (c: number): boolean => c >= 0x30 && c <= 0x39
 
-const CLASSES: Record<string, (c: number) => boolean> = {
+export const CLASSES: Record<string, (c: number) => boolean> = {
   alpha: isAsciiLetter,
   upper: (c) => c >= 0x41 && c <= 0x5a,
   lower: (c) => c >= 0x61 && c <= 0x7a,
@@ -117,7 +117,7 @@ const CLASSES: Record<string, (c: number) => boolean> = {
 }
 
 /** A byte set as a JS character class (never matches chars above 0xFF). */
-function classOf(set: boolean[]): string {
+export function classOf(set: boolean[]): string {
   let out = ''
   let count = 0
   for (let c = 0; c < 256;) {
@@ -134,7 +134,7 @@ function classOf(set: boolean[]): string {
   return count === 0 ? '(?!)' : `[${out}]`
 }
 
-function literal(c: number, icase: boolean): string {
+export function literal(c: number, icase: boolean): string {
   if (icase && isAsciiLetter(c)) {
     const lower = c | 0x20
     return `[${String.fromCharCode(lower)}${String.fromCharCode(lower - 0x20)}]`
@@ -429,13 +429,13 @@ export function translatePosix(pattern: string, options: PosixOptions): Translat
 
 // ---------------------------------------------------------------------------- replacement
 
-type ReplacementPart = string | number
+export type ReplacementPart = string | number
 
 /**
  * Postfix mac_parse() + dict_regexp_prescan(): split the replacement into literal text
  * ($$ already replaced by $) and $n / ${n} / $(n) references. Warnings are Postfix's.
  */
-function parseReplacement(value: string, warn: (message: string) => void, where: string):
+export function parseReplacement(value: string, warn: (message: string) => void, where: string):
   {parts: ReplacementPart[]; maxSub: number} | undefined {
   const parts: ReplacementPart[] = []
   let maxSub = 0

@@ -12,6 +12,7 @@ import {regexpType} from './regexp.js'
 import {cidrType} from './cidr.js'
 import {cdbType} from './cdb.js'
 import {lmdbType} from './lmdb.js'
+import {pcreType} from './pcre.js'
 import {unixType} from './unix.js'
 import {environType} from './environ.js'
 import {unionmapType} from './unionmap.js'
@@ -28,6 +29,7 @@ const BUILTIN_TYPES: readonly TableType[] = [
   cidrType,
   cdbType,
   lmdbType,
+  pcreType,
   unixType, environType, unionmapType, pipemapType, randmapType,
 ]
 
