@@ -50,11 +50,22 @@ before(async () => {
     '192.168.1.0/24 lan', '10.0.0.0/8 ten', '!172.16.0.0/12 not-rfc1918-172', '2001:db8::/32 doc-v6',
     '::1 loopback6', '127.0.0.1 loopback', '',
   ].join('\n'), {build: false}))
+  names.set('pcre', await pf.createTable('pcre', 're.pcre', [
+    '/^user-(.+)@example\\.com$/ pcre-mailbox-$1',
+    '/^(?i)CAROL$/ pcre-carol',
+    '/^(?>a+)b?$/ atomic',
+    '/\\Aalice\\b/ alice-word',
+    '',
+  ].join('\n'), {build: false}))
   names.set('inline', 'inline:{alice@example.com=inline-alice, {carol = inline carol}, École=inline-École}')
+  names.set('unionmap', `unionmap:{${names.get('texthash')}, ${names.get('regexp')}}`)
+  names.set('pipemap', `pipemap:{${names.get('regexp')}, inline:{mailbox-joe=joe-final, known-alice=alice-final}}`)
+  names.set('unix', 'unix:passwd.byname')
   names.set('static', 'static:{static answer}')
   cases.push(
-    ...['texthash', 'cdb', 'regexp', 'inline', 'static'].map(type => ({type, name: () => names.get(type)!, keys: ADDRESS_KEYS})),
+    ...['texthash', 'cdb', 'regexp', 'pcre', 'inline', 'static', 'unionmap', 'pipemap'].map(type => ({type, name: () => names.get(type)!, keys: ADDRESS_KEYS})),
     {type: 'cidr', name: () => names.get('cidr')!, keys: IP_KEYS},
+    {type: 'unix', name: () => names.get('unix')!, keys: ['root', 'ROOT', 'nobody', 'postfix', 'no-such-user', 'daemon']},
   )
   await pf.approve({read: [...names.values()], write: []})
 })
