@@ -1,7 +1,7 @@
-import readline from 'node:readline'
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {EXIT} from '../lib/cli/exit-codes.js'
+import {inputLines} from '../lib/cli/stdin-lines.js'
 import {Logger, StreamSink} from '../lib/log/logger.js'
 import {QueryResult, queryKeys} from '../lib/query/query.js'
 
@@ -47,29 +47,21 @@ Exit codes: 0 found (at least one key), 1 not found, 2 usage or configuration er
     const fromStdin = keyArgs.length === 1 && keyArgs[0] === '-'
     const listing = fromStdin || keyArgs.length > 1
     const log = new Logger('proxymap', [new StreamSink(process.stderr)])
-    // Take the iterator at once: readline drops lines that arrive before anyone iterates,
-    // and opening a proxy: table takes a round trip.
-    const keys = fromStdin ? readline.createInterface({input: process.stdin, crlfDelay: Infinity})[Symbol.asyncIterator]() : keyArgs
+    // postmap -q - takes each whole line, without its newline, as a key.
+    const keys = fromStdin ? inputLines() : keyArgs
     const results: QueryResult[] = []
     let found = 0
     for await (const result of queryKeys({
       config, table: args.table, keys: [], fold: !flags['no-fold'], dialect: flags.dialect as 'legacy' | 'v2',
       log: {warning: m => log.warning(m), error: m => log.error(m), info: m => log.info(m)},
-    }, fromStdin ? stdinLines(keys as AsyncIterator<string>) : keys as string[])) {
+    }, keys)) {
       if (result.found) found++
       if (this.jsonEnabled()) results.push(result)
       else if (result.found) process.stdout.write(listing ? `${result.key}\t${result.value}\n` : `${result.value}\n`)
     }
     const summary = {table: args.table, results, found, missing: results.length - found}
-    if (found === 0) {
-      if (this.jsonEnabled()) this.logJson(summary)
-      this.exit(EXIT.NOT_FOUND)
-    }
+    // Not found is an answer, not an error: one JSON document, and exit 1 as postmap -q.
+    if (found === 0) process.exitCode = EXIT.NOT_FOUND
     return summary
   }
-}
-
-/** postmap -q - takes each whole line, without its newline, as a key. */
-async function* stdinLines(lines: AsyncIterator<string>): AsyncGenerator<string> {
-  for (let next = await lines.next(); !next.done; next = await lines.next()) yield next.value
 }
