@@ -13,6 +13,7 @@ import {cidrType} from './cidr.js'
 import {cdbType} from './cdb.js'
 import {lmdbType} from './lmdb.js'
 import {pcreType} from './pcre.js'
+import {btreeType, hashType} from './berkeley-db.js'
 import {unixType} from './unix.js'
 import {environType} from './environ.js'
 import {unionmapType} from './unionmap.js'
@@ -30,6 +31,7 @@ const BUILTIN_TYPES: readonly TableType[] = [
   cdbType,
   lmdbType,
   pcreType,
+  hashType, btreeType,
   unixType, environType, unionmapType, pipemapType, randmapType,
 ]
 

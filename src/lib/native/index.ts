@@ -1,0 +1,153 @@
+// The project's own native addon (native/postfix_native.cc, built by node-gyp from
+// binding.gyp when `npm install`/`npm ci` runs): Berkeley DB 5.3 (libdb) handles for the
+// hash and btree table types, and the POSIX calls Node lacks: flock(), fcntl() record
+// locks, chroot(), setsid(). The C++ side only forwards calls; decisions live here and in
+// the callers. The addon is loaded on first use, so that commands that never touch
+// these features work without it.
+
+import {createRequire} from 'node:module'
+import {existsSync} from 'node:fs'
+import {fileURLToPath} from 'node:url'
+import * as path from 'node:path'
+
+/** An error thrown by the addon: `errno` is a system errno (>0) or a libdb code (<0). */
+export interface NativeError extends Error {
+  errno: number
+  /** errno's name (EWOULDBLOCK, ENOENT, ...) for system errors. */
+  code?: string
+  /** The strerror()/db_strerror() text, as Postfix's %m prints it. */
+  reason: string
+}
+
+export interface NativeCursor {
+  /** DB_FIRST (first true) or DB_NEXT: the raw key and value, or undefined at the end. */
+  get(first: boolean): [Buffer, Buffer] | undefined
+  close(): void
+}
+
+export interface NativeDb {
+  /** The raw value stored under the raw key, or undefined. */
+  get(key: Buffer): Buffer | undefined
+  /** Store; with noOverwrite, false (and nothing stored) when the key exists (DB_NOOVERWRITE). */
+  put(key: Buffer, value: Buffer, noOverwrite: boolean): boolean
+  /** Remove; false when the key was not there. */
+  del(key: Buffer): boolean
+  /** DB->sync(): write cached pages to the file. */
+  sync(): void
+  /** The descriptor of the database file (Postfix locks this one). */
+  fd(): number
+  /** A cursor of its own (DB->cursor()); closed with the database at the latest. */
+  cursor(): NativeCursor
+  /** Close cursors, sync, close the handle and its private environment; 0 or an errno. */
+  close(): number
+}
+
+export interface PostfixNative {
+  /**
+   * DB->open() of `file` in a private DB_INIT_MPOOL environment whose home is `home`
+   * (Postfix: the directory of the file), with DB_FCNTL_LOCKING as Postfix passes it.
+   * `type` is constants.DB_HASH or constants.DB_BTREE; `cacheSize` raises the environment's
+   * cache to at least that many bytes; `hashNelem` is DB->set_h_nelem() (0: not set).
+   */
+  openDb(home: Buffer, file: Buffer, type: number, readOnly: boolean, create: boolean, cacheSize: number, hashNelem: number): NativeDb
+  /** flock(fd, op), retried on EINTR: false when op has LOCK_NB and another holds the lock. */
+  flock(fd: number, op: number): boolean
+  /**
+   * Whole-file fcntl() lock of type F_RDLCK/F_WRLCK/F_UNLCK: F_SETLKW when `wait`,
+   * otherwise F_SETLK, which answers false when another process holds a conflicting lock.
+   */
+  fcntlLock(fd: number, type: number, wait: boolean): boolean
+  chroot(path: Buffer): void
+  /** setsid(): the new session id. */
+  setsid(): number
+  constants: {
+    LOCK_SH: number
+    LOCK_EX: number
+    LOCK_UN: number
+    LOCK_NB: number
+    F_RDLCK: number
+    F_WRLCK: number
+    F_UNLCK: number
+    DB_HASH: number
+    DB_BTREE: number
+  }
+  /** Berkeley DB version compiled against and linked at run time ("5.3.28"). */
+  libdbVersion: {compiled: string; runtime: string}
+}
+
+export class NativeAddonMissingError extends Error {
+  constructor(readonly addonPath: string, cause: unknown) {
+    super(`the native addon ${addonPath} is missing or cannot be loaded (${(cause as Error)?.message ?? cause}); ` +
+      'install the Berkeley DB headers and a C++ toolchain (Debian: apt-get install libdb5.3-dev g++ make python3), ' +
+      'then run: npm rebuild  (or: npm run build:native)')
+    this.name = 'NativeAddonMissingError'
+  }
+}
+
+/** build/Release at the project root: three levels above src/lib/native and dist/lib/native. */
+export const NATIVE_ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'build', 'Release', 'postfix_native.node')
+
+let loaded: PostfixNative | undefined
+let loadError: NativeAddonMissingError | undefined
+
+/** The addon, loaded on first use. Throws NativeAddonMissingError when it is not built. */
+export function loadNative(): PostfixNative {
+  if (loaded) return loaded
+  if (loadError) throw loadError
+  try {
+    if (!existsSync(NATIVE_ADDON_PATH)) throw new Error('not built')
+    loaded = createRequire(import.meta.url)(NATIVE_ADDON_PATH) as PostfixNative
+    return loaded
+  } catch (err) {
+    loadError = new NativeAddonMissingError(NATIVE_ADDON_PATH, err)
+    throw loadError
+  }
+}
+
+/** True when the addon is loadable (for diagnostics; callers normally just use it). */
+export function nativeAvailable(): boolean {
+  try {
+    loadNative()
+    return true
+  } catch {
+    return false
+  }
+}
+
+export function isNativeError(err: unknown): err is NativeError {
+  return err instanceof Error && typeof (err as Partial<NativeError>).errno === 'number'
+}
+
+// ---------------------------------------------------------------- POSIX helpers
+
+/** Postfix's MYFLOCK_OP_*: none (unlock), shared, exclusive; `wait: false` adds LOCK_NB. */
+export type LockOperation = 'none' | 'shared' | 'exclusive'
+
+/**
+ * flock() on `fd` (Postfix myflock() with MYFLOCK_STYLE_FLOCK). Blocking unless
+ * `wait` is false; then false means another open file holds a conflicting lock.
+ */
+export function flock(fd: number, operation: LockOperation, wait = true): boolean {
+  const n = loadNative()
+  const op = operation === 'none' ? n.constants.LOCK_UN : operation === 'shared' ? n.constants.LOCK_SH : n.constants.LOCK_EX
+  return n.flock(fd, wait || operation === 'none' ? op : op | n.constants.LOCK_NB)
+}
+
+/**
+ * A whole-file fcntl() lock (Postfix myflock() with MYFLOCK_STYLE_FCNTL): F_SETLKW when
+ * `wait`, F_SETLK otherwise (false: another process holds a conflicting lock).
+ */
+export function fcntlLock(fd: number, operation: LockOperation, wait = true): boolean {
+  const n = loadNative()
+  const type = operation === 'none' ? n.constants.F_UNLCK : operation === 'shared' ? n.constants.F_RDLCK : n.constants.F_WRLCK
+  return n.fcntlLock(fd, type, wait)
+}
+
+/** chroot(): a string path is passed as UTF-8; give a Buffer for other bytes. */
+export function chroot(dir: string | Buffer): void {
+  loadNative().chroot(typeof dir === 'string' ? Buffer.from(dir, 'utf8') : dir)
+}
+
+export function setsid(): number {
+  return loadNative().setsid()
+}
