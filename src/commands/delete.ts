@@ -1,0 +1,78 @@
+import {Args} from '@oclif/core'
+import {BaseCommand} from '../lib/cli/base-command.js'
+import {EXIT} from '../lib/cli/exit-codes.js'
+import {inputLines} from '../lib/cli/stdin-lines.js'
+import {maintainFlags, reportBatchFailure, stderrTableLog} from '../lib/maintain/command-support.js'
+import {BatchFailure, DeleteSummary, deleteKeys} from '../lib/maintain/maintain.js'
+
+/** --json lists at most this many missing keys (a batch from stdin may be any size). */
+const MAX_LISTED_MISSING = 1000
+
+export default class Delete extends BaseCommand {
+  static override summary = 'Delete keys from a table, directly or through the proxywrite service (like postmap -d).'
+
+  static override description = `TABLE is type:name as in main.cf. A proxy:type:name table is changed through the
+running proxywrite service of the configuration (ours or Postfix's own); the table must
+be listed in proxy_write_maps. Any other table is opened directly for writing, with the
+flags of postmap -d (keys folded to lower case; -f: not).
+
+"-" reads keys from standard input, one whole line per key, as postmap -d - does. Keys
+are deleted one by one, in order. A key that is not in the table is reported and the
+batch goes on (as postmap -d -); any other failure stops the batch, reporting how many
+keys were deleted before and the key that failed. Nothing is rolled back.
+
+Output: "TABLE: N deleted, M not found", and "proxymap: KEY: not found" on stderr for
+each missing key (--json: {"table","deleted","missing","missingKeys"} with at most
+${MAX_LISTED_MISSING} missing keys listed; after a failure
+{"table","deleted","failed":{"key","line","message","exitCode"}}).
+
+Exit codes: 0 at least one key deleted, 1 none of the keys was found (as postmap -d),
+2 usage error, 3 DENY (table not in proxy_write_maps), 4 RETRY (table unavailable or
+write failed), 5 BAD/CONFIG (invalid request, table type cannot delete),
+6 service not reachable.`
+
+  static override examples = [
+    '<%= config.bin %> delete -c /etc/postfix proxy:lmdb:/var/lib/postfix/senders alice@example.com',
+    'printf "alice@example.com\\nbob@example.com\\n" | <%= config.bin %> delete proxy:lmdb:/var/lib/postfix/senders -',
+    '<%= config.bin %> delete --json lmdb:/etc/postfix/virtual alice@example.com bob@example.com',
+  ]
+
+  static override strict = false
+
+  static override args = {
+    table: Args.string({description: 'type:name, or proxy:type:name to go through the proxywrite service', required: true}),
+    key: Args.string({description: 'key(s) to delete, or - to read keys from standard input', required: true}),
+  }
+
+  static override flags = maintainFlags
+
+  async run(): Promise<(DeleteSummary & {missingKeys: string[]}) | undefined> {
+    const {args, argv, flags} = await this.parse(Delete)
+    const keyArgs = (argv as string[]).slice(1)
+    const keys = keyArgs.length === 1 && keyArgs[0] === '-' ? inputLines() : keyArgs
+    const config = this.loadConfig(flags['config-dir'])
+    const json = this.jsonEnabled()
+    const missingKeys: string[] = []
+    let summary: DeleteSummary
+    try {
+      summary = await deleteKeys({
+        config, table: args.table, fold: !flags['no-fold'], dialect: flags.dialect as 'legacy' | 'v2', log: stderrTableLog(),
+      }, keys, key => {
+        if (!json) process.stderr.write(`proxymap: ${key}: not found\n`)
+        else if (missingKeys.length < MAX_LISTED_MISSING) missingKeys.push(key)
+      })
+    } catch (err) {
+      if (!(err instanceof BatchFailure)) throw err
+      reportBatchFailure(err, json)
+      return undefined
+    }
+    if (summary.deleted === 0) process.exitCode = EXIT.NOT_FOUND
+    if (json) {
+      // oclif prints a returned result; print it ourselves so that exit code 1 adds nothing.
+      this.logJson({...summary, missingKeys})
+      return undefined
+    }
+    process.stdout.write(`${summary.table}: ${summary.deleted} deleted, ${summary.missing} not found\n`)
+    return undefined
+  }
+}

@@ -1,0 +1,38 @@
+// What update, delete and dump share on the command side: flags, the stderr log, and
+// how a stopped batch is reported.
+
+import {Flags} from '@oclif/core'
+import {Logger, StreamSink} from '../log/logger.js'
+import {toCliError} from '../cli/errors.js'
+import type {TableLog} from '../tables/table.js'
+import {BatchFailure, describeBatchFailure} from './maintain.js'
+
+export const maintainFlags = {
+  'no-fold': Flags.boolean({char: 'f', summary: 'Do not fold keys to lower case (postmap -f).', default: false}),
+  dialect: Flags.string({
+    summary: 'Protocol dialect of the service: legacy (Postfix <= 3.10) or v2 (Postfix >= 3.11).',
+    options: ['legacy', 'v2'],
+    default: 'legacy',
+  }),
+}
+
+/** Warnings of the table layer, in Postfix's format, on stderr. */
+export function stderrTableLog(): TableLog {
+  const log = new Logger('proxymap', [new StreamSink(process.stderr)])
+  return {warning: m => log.warning(m), error: m => log.error(m), info: m => log.info(m)}
+}
+
+/**
+ * Report a batch that stopped (stderr, or one JSON document on stdout) and set the exit
+ * code of its cause; the command then returns normally so that nothing else is printed.
+ */
+export function reportBatchFailure(failure: BatchFailure, json: boolean): void {
+  const cause = toCliError(failure.reason)
+  const {text, json: document} = describeBatchFailure(failure, cause.exitCode, cause.hint)
+  if (json) process.stdout.write(`${JSON.stringify(document, null, 2)}\n`)
+  else {
+    process.stderr.write(`proxymap: ${text}\n`)
+    if (cause.hint) process.stderr.write(`proxymap: hint: ${cause.hint}\n`)
+  }
+  process.exitCode = cause.exitCode
+}
