@@ -28,13 +28,20 @@ function ourPids(): number[] {
   return pids
 }
 
-async function useOurDaemons(options = ''): Promise<void> {
+async function useOurDaemons(options = '', chroot = false): Promise<void> {
   const file = path.join(pf.etc, 'master.cf')
   if (!stockMasterCf.has(file)) stockMasterCf.set(file, fs.readFileSync(file, 'utf8'))
   // master.cf commands are relative to daemon_directory.
   const command = path.relative(DAEMON_DIRECTORY, launcher)
-  fs.writeFileSync(file, stockMasterCf.get(file)!.replace(/^(proxymap|proxywrite)(\s+unix.*?)proxymap$/gm, `$1$2${command}${options}`))
+  let text = stockMasterCf.get(file)!.replace(/^(proxymap|proxywrite)(\s+unix.*?)proxymap$/gm, `$1$2${command}${options}`)
+  if (chroot) text = chrootColumn(text)
+  fs.writeFileSync(file, text)
   await backdate(file)
+}
+
+/** The chroot column of the proxymap entry set to y. */
+function chrootColumn(text: string): string {
+  return text.replace(/^(proxymap\s+unix\s+\S+\s+\S+\s+)n(\s)/m, '$1y$2')
 }
 
 async function useStockDaemons(): Promise<void> {
@@ -111,5 +118,39 @@ test('max_use recycles the process and max_idle ends it, without master complain
     assert.doesNotMatch(pf.maillog().slice(logBefore), masterTrouble)
   } finally {
     await pf.stopPostfix()
+  }
+})
+
+test('chrooted (master.cf chroot column y), tables are named inside the jail, as Postfix does', async () => {
+  const jailTable = 'texthash:/jail-tables/virtual'
+  fs.mkdirSync(path.join(pf.spool, 'jail-tables'), {recursive: true, mode: 0o755})
+  fs.writeFileSync(path.join(pf.spool, 'jail-tables', 'virtual'), 'alice@example.com jailed-alice\n')
+  await backdate(path.join(pf.spool, 'jail-tables', 'virtual'))
+  await pf.approve({read: [th, jailTable], write: [th]})
+  const file = path.join(pf.etc, 'master.cf')
+  const query = () => pf.postmap(['-q', 'alice@example.com', `proxy:${jailTable}`])
+
+  const stock = stockMasterCf.get(file) ?? fs.readFileSync(file, 'utf8')
+  stockMasterCf.set(file, stock)
+  fs.writeFileSync(file, chrootColumn(stock))
+  await backdate(file)
+  await pf.startPostfix()
+  const theirs = await query()
+  await pf.stopPostfix()
+
+  await useOurDaemons('', true)
+  assert.match(fs.readFileSync(file, 'utf8'), /^proxymap\s+unix\s+-\s+-\s+y\s/m)
+  await pf.startPostfix()
+  try {
+    const ours = await query()
+    assert.equal(theirs.stdout, 'jailed-alice\n', theirs.stderr)
+    assert.deepEqual({out: ours.stdout, err: ours.stderr, code: ours.code}, {out: theirs.stdout, err: theirs.stderr, code: theirs.code})
+    const pid = ourPids()[0]
+    assert.ok(pid, 'our daemon runs')
+    assert.equal(fs.readlinkSync(`/proc/${pid}/root`), pf.spool, 'our daemon is inside the jail')
+    assert.notEqual(fs.statSync(`/proc/${pid}`).uid, 0, 'and not root')
+  } finally {
+    await pf.stopPostfix()
+    await useStockDaemons()
   }
 })

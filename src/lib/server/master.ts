@@ -8,7 +8,8 @@ import {loadMainConfig, resolveConfigDir} from '../config/index.js'
 import type {MainConfig} from '../config/index.js'
 import {Logger, LogSink, StreamSink, SyslogSink} from '../log/logger.js'
 import {defaultRegistry} from '../tables/registry.js'
-import {dropPrivileges} from './privileges.js'
+import {NATIVE_ADDON_PATH, chroot, nativeAvailable, setsid} from '../native/index.js'
+import {becomeAccount, lookupAccount} from './privileges.js'
 import {ServiceKind} from './proxymap-service.js'
 import {createServiceServer, parseTimeMs} from './standalone.js'
 
@@ -120,15 +121,9 @@ export async function runUnderMaster(argv: string[]): Promise<number> {
     log.fatal('service name must be one of proxymap or proxywrite')
     return 1
   }
-  if (args.chroot) {
-    log.fatal('chroot operation is not supported by this proxymap: set the chroot column of this master.cf service to "n"')
+  if (args.chroot && !nativeAvailable()) {
+    log.fatal(`chroot needs the native addon (${NATIVE_ADDON_PATH}): install libdb5.3-dev and run npm rebuild, or set the chroot column of this master.cf service to "n"`)
     return 1
-  }
-  if (kind === 'write') {
-    // Postfix's proxywrite calls setsid() so that signals to master's process group
-    // cannot kill it in the middle of an update; Node has no setsid(), so ignore them.
-    process.on('SIGHUP', () => undefined)
-    process.on('SIGINT', () => undefined)
   }
 
   const generation = Number.parseInt(process.env.GENERATION ?? '0', 8) >>> 0
@@ -193,7 +188,24 @@ export async function runUnderMaster(argv: string[]): Promise<number> {
   statusWatch.on('end', () => stop('master disconnect -- exiting'))
   statusWatch.on('error', () => stop('master disconnect -- exiting'))
 
-  if (args.unprivileged) dropPrivileges(config.get('mail_owner'))
+  // Start-up as multi_server does it: look the account up while the name service is
+  // still reachable, enter the jail, then give up root.
+  const account = args.unprivileged && process.getuid?.() === 0 ? lookupAccount(config.get('mail_owner')) : undefined
+  if (account?.uid === 0) {
+    log.fatal(`mail_owner "${account.name}" has uid 0: refusing to run lookups as root`)
+    return 1
+  }
+  if (kind === 'write') {
+    // Never be killed by a signal to master's process group in the middle of an update.
+    if (nativeAvailable()) { try { setsid() } catch { /* already a process group leader */ } }
+    else { process.on('SIGHUP', () => undefined); process.on('SIGINT', () => undefined) }
+  }
+  if (args.chroot) {
+    const jail = config.get('queue_directory')
+    chroot(jail)
+    process.chdir('/')
+  }
+  if (account) becomeAccount(account)
   else if (process.getuid?.() === 0) {
     log.fatal('refusing to run as root: add the -u option (unprivileged column "-" or "y" in master.cf)')
     return 1

@@ -18,6 +18,14 @@ export function lookupAccount(name: string): Account {
   return {name, uid: Number(fields[2]), gid: Number(fields[3])}
 }
 
+/** Set the groups and ids of `account`: the last step of a daemon's start-up. */
+export function becomeAccount(account: Account): void {
+  const withGroups = process as unknown as {initgroups(user: string, group: number): void}
+  withGroups.initgroups(account.name, account.gid)
+  process.setgid!(account.gid)
+  process.setuid!(account.uid)
+}
+
 /**
  * Postfix daemons start as root only to bind and then run as mail_owner; refuse to keep
  * root for table lookups. A non-root caller already is unprivileged and stays as it is.
@@ -27,9 +35,6 @@ export function dropPrivileges(mailOwner: string, beforeDrop?: (account: Account
   const account = lookupAccount(mailOwner)
   if (account.uid === 0) throw new Error(`mail_owner "${mailOwner}" has uid 0: proxymap refuses to run lookups as root; set mail_owner to an unprivileged user`)
   beforeDrop?.(account)
-  const withGroups = process as unknown as {initgroups(user: string, group: number): void}
-  withGroups.initgroups(account.name, account.gid)
-  process.setgid!(account.gid)
-  process.setuid!(account.uid)
+  becomeAccount(account)
   return account
 }
