@@ -1,0 +1,87 @@
+// --probe: ask the running service (Postfix's proxymap or ours) to open the table and look
+// a probe key up, and say what the status means and what to do next.
+
+import {ServiceClientPool, serviceSocketPath, type ServiceKind} from '../client/service-client.js'
+import type {MainConfig} from '../config/index.js'
+import {DICT_FLAG, DICT_FLAG_IMPL_MASK, DICT_FLAG_INST_MASK, DICT_FLAG_RQST_MASK, PROXY_STAT, PROXY_STAT_NAME} from '../protocol/index.js'
+
+export type ProbeStatus = 'OK' | 'NOKEY' | 'RETRY' | 'BAD' | 'DENY' | 'CONFIG' | 'UNREACHABLE'
+
+export interface ProbeResult {
+  /** proxymap or proxywrite (the service name as in master.cf). */
+  service: string
+  socket: string
+  key: string
+  /** Status of the open request (undefined when the service could not be reached). */
+  open?: string
+  /** Status of the lookup (only sent when open said OK). */
+  lookup?: string
+  /** The overall answer: the lookup status, else the open status, else UNREACHABLE. */
+  status: ProbeStatus
+  /** What the status means, in plain words. */
+  meaning: string
+  /** What to do next. */
+  next: string
+  /** Error text when the service could not be reached or spoke something else. */
+  error?: string
+}
+
+/** The default probe key: unlikely to exist, so NOKEY is the normal healthy answer. */
+export const DEFAULT_PROBE_KEY = 'proxymap-check-access-probe'
+
+// The flags postmap -q opens with, minus FOLD_FIX: the probe key is already lower case.
+const PROBE_DICT_FLAGS = DICT_FLAG.LOCK | DICT_FLAG.DUP_WARN | DICT_FLAG.UTF8_REQUEST
+
+export async function probeTable(config: MainConfig, table: string, kind: ServiceKind, key = DEFAULT_PROBE_KEY, timeoutMs = 10_000): Promise<ProbeResult> {
+  const service = config.get(kind === 'read' ? 'proxymap_service_name' : 'proxywrite_service_name')
+  const socket = serviceSocketPath(config, kind)
+  const pool = new ServiceClientPool('legacy', {timeoutMs})
+  const base = {service, socket, key}
+  try {
+    const client = pool.get(socket)
+    const instanceFlags = PROBE_DICT_FLAGS & DICT_FLAG_INST_MASK
+    const open = await client.request({request: 'open', table, instanceFlags, requestFlags: 0})
+    const openName = PROXY_STAT_NAME[open.status] ?? String(open.status)
+    if (open.status !== PROXY_STAT.OK) return {...base, open: openName, status: openName as ProbeStatus, ...explainStatus(openName as ProbeStatus, service, table, 'open')}
+    const flags = (PROBE_DICT_FLAGS & ~DICT_FLAG_IMPL_MASK) | ((open.flags ?? 0) & DICT_FLAG_IMPL_MASK)
+    const lookup = await client.request({request: 'lookup', table, instanceFlags, requestFlags: instanceFlags | (flags & DICT_FLAG_RQST_MASK), key})
+    const lookupName = PROXY_STAT_NAME[lookup.status] ?? String(lookup.status)
+    return {...base, open: openName, lookup: lookupName, status: lookupName as ProbeStatus, ...explainStatus(lookupName as ProbeStatus, service, table, 'lookup')}
+  } catch (err) {
+    return {...base, status: 'UNREACHABLE', error: (err as Error).message, ...explainStatus('UNREACHABLE', service, table, 'open')}
+  } finally {
+    pool.closeAll()
+  }
+}
+
+/** Each status in plain words, with the next step. */
+export function explainStatus(status: ProbeStatus, service: string, table: string, request: 'open' | 'lookup'): {meaning: string; next: string} {
+  switch (status) {
+    case 'OK':
+      return {meaning: `the ${service} service opened ${table} and found the probe key: the table works through the proxy`, next: 'nothing to do'}
+    case 'NOKEY':
+      return {meaning: `the ${service} service opened ${table} and looked the probe key up: not found, which is the normal answer for a probe key; access works`, next: 'nothing to do'}
+    case 'RETRY':
+      return {
+        meaning: `the ${service} service is configured for ${table} but could not ${request === 'open' ? 'open' : 'read'} it: a missing or unreadable file (it runs as mail_owner), or a backend (SQL, LDAP) that is down. Postfix answers "open" with OK even then, and every request with RETRY`,
+        next: `look for ${service}'s error in the mail log (e.g. "open database ...: Permission denied" or "No such file"), fix the file or backend, then run "postfix reload"`,
+      }
+    case 'BAD':
+      return {meaning: `the ${service} service rejected the ${request} request as malformed`, next: 'check the table name (type:name) and that you talk to a proxymap service of the same Postfix version'}
+    case 'DENY':
+      return {
+        meaning: `the running ${service} service is not configured for ${table}`,
+        next: `list proxy:${table} in main.cf (see above), then run "postfix reload": a running proxymap keeps the list it read at start-up`,
+      }
+    case 'CONFIG':
+      return {
+        meaning: `the ${service} service reports a configuration error for ${table}: the table itself is broken (a syntax error in its file, or a map type that the proxymap process does not have, such as a missing dynamicmaps.cf plugin)`,
+        next: `read ${service}'s error in the mail log ("unsupported dictionary type", "dynamicmaps.cf: ... skipping"), fix the table, then run "postfix reload"`,
+      }
+    case 'UNREACHABLE':
+      return {
+        meaning: `no ${service} service answered for this configuration`,
+        next: 'start Postfix ("postfix start") or "proxymap serve -c DIR", and check -c points at the configuration the service uses',
+      }
+  }
+}
