@@ -36,6 +36,8 @@ before(async () => {
   names.set('texthash', await pf.createTable('texthash', 'th', SOURCE, {build: false}))
   names.set('cdb', await pf.createTable('cdb', 'cdbt', SOURCE))
   names.set('lmdb', await pf.createTable('lmdb', 'ldb', SOURCE))
+  names.set('hash', await pf.createTable('hash', 'hsh', SOURCE))
+  names.set('btree', await pf.createTable('btree', 'btr', SOURCE))
   names.set('regexp', await pf.createTable('regexp', 're', [
     '/^user-(.+)@example\\.com$/ mailbox-$1',
     '/^deny/ REJECT denied by regexp',
@@ -63,7 +65,7 @@ before(async () => {
   names.set('unix', 'unix:passwd.byname')
   names.set('static', 'static:{static answer}')
   cases.push(
-    ...['texthash', 'cdb', 'regexp', 'pcre', 'inline', 'static', 'unionmap', 'pipemap'].map(type => ({type, name: () => names.get(type)!, keys: ADDRESS_KEYS})),
+    ...['texthash', 'cdb', 'hash', 'btree', 'regexp', 'pcre', 'inline', 'static', 'unionmap', 'pipemap'].map(type => ({type, name: () => names.get(type)!, keys: ADDRESS_KEYS})),
     {type: 'cidr', name: () => names.get('cidr')!, keys: IP_KEYS},
     {type: 'unix', name: () => names.get('unix')!, keys: ['root', 'ROOT', 'nobody', 'postfix', 'no-such-user', 'daemon']},
   )

@@ -19,6 +19,11 @@ import {environType} from './environ.js'
 import {unionmapType} from './unionmap.js'
 import {pipemapType} from './pipemap.js'
 import {randmapType} from './randmap.js'
+import {sqliteType} from './sqlite.js'
+import {mysqlType} from './mysql.js'
+import {pgsqlType} from './pgsql.js'
+import {socketmapType} from './socketmap.js'
+import {tcpType} from './tcp.js'
 
 const BUILTIN_TYPES: readonly TableType[] = [
   texthashType,
@@ -33,6 +38,7 @@ const BUILTIN_TYPES: readonly TableType[] = [
   pcreType,
   hashType, btreeType,
   unixType, environType, unionmapType, pipemapType, randmapType,
+  sqliteType, mysqlType, pgsqlType, socketmapType, tcpType,
 ]
 
 export class TableRegistry {

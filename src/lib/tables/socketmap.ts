@@ -1,0 +1,284 @@
+// socketmap:inet:host:port:name and socketmap:unix:/path:name — Sendmail socketmap client
+// (Postfix dict_sockmap.c; socketmap_table(5)). Request: netstring "name SP key"; reply:
+// netstring "OK value", "NOTFOUND ", or "TEMP|TIMEOUT|PERM reason" (TEMP, TIMEOUT and
+// unknown replies are RETRY, PERM a config error). Keys are lowercased when FOLD_MUL is set.
+//
+// Connections: Postfix keeps one connection per server (closed after 10 s idle or 100 s of
+// life) and sends one request at a time. So that one slow answer does not hold up other
+// lookups, we keep up to STREAM_MAX_CONNECTIONS (4) connections per server, shared by every
+// table that names it; further requests wait for a free connection. A request that takes
+// longer than the time limit (Postfix: 100 s; `socketmapTypeWith({timeoutMs})`) is a RETRY
+// and its connection is dropped. A server that closed an idle connection gets one retry on a
+// fresh one, as Postfix does.
+
+import * as net from 'node:net'
+import {DICT_FLAG} from '../protocol/constants.js'
+import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
+import {OpenOptions, Table, TableError, TableLog, TableType} from './table.js'
+
+export const STREAM_MAX_CONNECTIONS = 4
+export const SOCKETMAP_TIMEOUT_MS = 100_000
+export const SOCKETMAP_MAX_REPLY = 100_000
+export const SOCKETMAP_MAX_IDLE_MS = 10_000
+export const SOCKETMAP_MAX_TTL_MS = 100_000
+
+/** A reply parser: the reply and how many bytes it used, undefined when more is needed. Throws on garbage. */
+export type ReplyParser<T> = (buf: Buffer) => {value: T; used: number} | undefined
+
+/** Thrown when the server closed the connection before a complete reply. */
+export class StreamEofError extends Error {}
+
+class StreamConnection {
+  private buffer: Buffer = Buffer.alloc(0)
+  private waiter?: () => void
+  private failure?: Error
+  readonly born = Date.now()
+  lastUsed = Date.now()
+
+  constructor(readonly socket: net.Socket) {
+    socket.on('data', (d: Buffer) => {
+      this.buffer = this.buffer.length === 0 ? d : Buffer.concat([this.buffer, d])
+      this.waiter?.()
+    })
+    const fail = (err: Error): void => {
+      this.failure ??= err
+      this.waiter?.()
+    }
+    socket.on('error', fail)
+    socket.on('close', () => fail(new StreamEofError('unexpected EOF')))
+  }
+
+  get usable(): boolean {
+    return this.failure === undefined && !this.socket.destroyed
+  }
+
+  async request<T>(data: Buffer, parse: ReplyParser<T>, timeoutMs: number): Promise<T> {
+    this.buffer = Buffer.alloc(0)
+    this.socket.write(data)
+    let timer: NodeJS.Timeout | undefined
+    try {
+      return await new Promise<T>((resolve, reject) => {
+        timer = setTimeout(() => reject(new Error('time limit exceeded')), timeoutMs)
+        const check = (): void => {
+          try {
+            const r = parse(this.buffer)
+            if (r) {
+              this.buffer = this.buffer.subarray(r.used)
+              this.waiter = undefined
+              resolve(r.value)
+            } else if (this.failure) {
+              reject(this.failure)
+            }
+          } catch (err) {
+            reject(err as Error)
+          }
+        }
+        this.waiter = check
+        check()
+      })
+    } finally {
+      clearTimeout(timer)
+      this.waiter = undefined
+      this.lastUsed = Date.now()
+    }
+  }
+
+  close(): void {
+    this.socket.destroy()
+  }
+}
+
+/** `inet:host:port`, `unix:/path`, `host:port` (inet) or a bare path (unix). */
+export function connectOptions(endpoint: string): net.NetConnectOpts {
+  let e = endpoint
+  if (e.startsWith('unix:')) return {path: e.slice(5)}
+  if (e.startsWith('inet:')) e = e.slice(5)
+  else if (e.startsWith('/')) return {path: e}
+  const colon = e.lastIndexOf(':')
+  let host = colon >= 0 ? e.slice(0, colon) : e
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1)
+  return {host: host || 'localhost', port: Number(e.slice(colon + 1))}
+}
+
+/**
+ * Up to `max` connections to one server; requests beyond that wait in order. Idle
+ * connections are closed after `maxIdleMs`, and none is reused after `maxTtlMs`.
+ */
+export class StreamClientPool {
+  private readonly idle: StreamConnection[] = []
+  private busy = 0
+  private readonly waiting: (() => void)[] = []
+  private idleTimer?: NodeJS.Timeout
+
+  constructor(
+    readonly endpoint: string,
+    private readonly limits: {max: number; maxIdleMs: number; maxTtlMs: number; timeoutMs: number},
+  ) {}
+
+  /** Send one request and parse its reply; with `retryEof`, a stale connection gets one more try. */
+  async request<T>(data: Buffer, parse: ReplyParser<T>, retryEof = true): Promise<T> {
+    while (this.busy >= this.limits.max) await new Promise<void>((r) => this.waiting.push(r))
+    this.busy++
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const reused = this.takeIdle()
+        const conn = reused ?? await this.connect()
+        try {
+          const value = await conn.request(data, parse, this.limits.timeoutMs)
+          this.putIdle(conn)
+          return value
+        } catch (err) {
+          conn.close()
+          if (retryEof && reused && attempt === 0 && err instanceof StreamEofError) continue
+          throw err
+        }
+      }
+    } finally {
+      this.busy--
+      this.waiting.shift()?.()
+    }
+  }
+
+  private takeIdle(): StreamConnection | undefined {
+    const now = Date.now()
+    for (let c = this.idle.pop(); c; c = this.idle.pop()) {
+      if (c.usable && now - c.lastUsed < this.limits.maxIdleMs && now - c.born < this.limits.maxTtlMs) return c
+      c.close()
+    }
+    return undefined
+  }
+
+  private putIdle(conn: StreamConnection): void {
+    if (!conn.usable) return
+    this.idle.push(conn)
+    if (!this.idleTimer) {
+      this.idleTimer = setInterval(() => {
+        const now = Date.now()
+        for (let i = this.idle.length - 1; i >= 0; i--) {
+          const c = this.idle[i]
+          if (!c.usable || now - c.lastUsed >= this.limits.maxIdleMs || now - c.born >= this.limits.maxTtlMs) {
+            c.close()
+            this.idle.splice(i, 1)
+          }
+        }
+        if (this.idle.length === 0) {
+          clearInterval(this.idleTimer)
+          this.idleTimer = undefined
+        }
+      }, Math.max(100, Math.min(this.limits.maxIdleMs, 1000)))
+      this.idleTimer.unref()
+    }
+  }
+
+  private connect(): Promise<StreamConnection> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(connectOptions(this.endpoint))
+      const timer = setTimeout(() => {
+        socket.destroy()
+        reject(new Error('time limit exceeded'))
+      }, this.limits.timeoutMs)
+      socket.once('connect', () => {
+        clearTimeout(timer)
+        socket.removeAllListeners('error')
+        resolve(new StreamConnection(socket))
+      })
+      socket.once('error', (err) => {
+        clearTimeout(timer)
+        reject(err)
+      })
+    })
+  }
+
+  close(): void {
+    for (const c of this.idle.splice(0)) c.close()
+    if (this.idleTimer) clearInterval(this.idleTimer)
+    this.idleTimer = undefined
+  }
+}
+
+/** netstring "LEN:DATA," */
+export function encodeNetstring(payload: string): Buffer {
+  const body = Buffer.from(payload, 'latin1')
+  return Buffer.concat([Buffer.from(`${body.length}:`), body, Buffer.from(',')])
+}
+
+export function netstringParser(maxLength: number): ReplyParser<string> {
+  return (buf) => {
+    const colon = buf.indexOf(0x3a)
+    const digits = buf.subarray(0, colon < 0 ? Math.min(buf.length, 12) : colon).toString('latin1')
+    if (!/^\d*$/.test(digits) || digits.length > 11) throw new Error('netstring format error')
+    if (colon < 0) return undefined
+    if (digits.length === 0) throw new Error('netstring format error')
+    const len = Number(digits)
+    if (len > maxLength) throw new Error('netstring size limit exceeded')
+    if (buf.length < colon + 1 + len + 1) return undefined
+    if (buf[colon + 1 + len] !== 0x2c) throw new Error('netstring format error')
+    return {value: buf.subarray(colon + 1, colon + 1 + len).toString('latin1'), used: colon + 2 + len}
+  }
+}
+
+/** Server connections shared by every socketmap table of the process (Postfix: one per server). */
+const pools = new Map<string, StreamClientPool>()
+
+class SocketmapTable implements Table {
+  readonly type = 'socketmap'
+  flags: number
+
+  constructor(readonly name: string, dictFlags: number, private readonly pool: StreamClientPool,
+    private readonly mapName: string, private readonly log: TableLog, private readonly maxReply: number) {
+    this.flags = dictFlags | DICT_FLAG.PATTERN
+  }
+
+  async lookup(key: string): Promise<string | undefined> {
+    const k = this.flags & DICT_FLAG.FOLD_MUL ? lowercaseAscii(key) : key
+    let reply: string
+    try {
+      reply = await this.pool.request(encodeNetstring(`${this.mapName} ${k}`), netstringParser(this.maxReply))
+    } catch (err) {
+      const message = `table socketmap:${this.name} lookup error: ${(err as Error).message}`
+      this.log.warning(message)
+      throw new TableError('retry', message)
+    }
+    const sp = reply.indexOf(' ')
+    const status = sp < 0 ? reply : reply.slice(0, sp)
+    const payload = sp < 0 ? undefined : reply.slice(sp + 1)
+    if (status === 'OK') return payload
+    if (status === 'NOTFOUND') return undefined
+    const errorClass = {TEMP: 'temporary', TIMEOUT: 'timeout', PERM: 'permanent'}[status] ?? 'unknown'
+    const text = (payload ?? '').replace(/^[ \t\n\r\f\v]+/, '')
+    const message = `socketmap:${this.name} socketmap server ${errorClass} error${text ? `: ${text.slice(0, 200).replace(/[^\x20-\x7e]/g, '?')}` : ''}`
+    this.log.warning(message)
+    throw new TableError(status === 'PERM' ? 'config' : 'retry', message)
+  }
+}
+
+export interface StreamTableLimits {
+  timeoutMs: number
+  maxConnections: number
+}
+
+export function socketmapTypeWith(limits: Partial<StreamTableLimits> = {}): TableType {
+  const timeoutMs = limits.timeoutMs ?? SOCKETMAP_TIMEOUT_MS
+  const max = limits.maxConnections ?? STREAM_MAX_CONNECTIONS
+  return {
+    type: 'socketmap',
+    open(name: string, options: OpenOptions): Table {
+      if (options.mode !== 'read') throw new TableError('config', `socketmap:${name} map requires O_RDONLY access mode`)
+      if (options.dictFlags & DICT_FLAG.NO_UNAUTH)
+        throw new TableError('config', `socketmap:${name} map is not allowed for security-sensitive data`)
+      const colon = name.lastIndexOf(':')
+      if (colon < 0) throw new TableError('config', 'socketmap requires server:socketmap argument')
+      const endpoint = name.slice(0, colon)
+      const poolKey = `${endpoint}\0${timeoutMs}\0${max}`
+      let pool = pools.get(poolKey)
+      if (!pool) {
+        pool = new StreamClientPool(endpoint, {max, maxIdleMs: SOCKETMAP_MAX_IDLE_MS, maxTtlMs: SOCKETMAP_MAX_TTL_MS, timeoutMs})
+        pools.set(poolKey, pool)
+      }
+      const table = new SocketmapTable(name, options.dictFlags, pool, name.slice(colon + 1), options.log, SOCKETMAP_MAX_REPLY)
+      return needUtf8Activation(options.config, options.dictFlags) ? activateUtf8(table, options.log) : table
+    },
+  }
+}
+
+export const socketmapType: TableType = socketmapTypeWith()

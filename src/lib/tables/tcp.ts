@@ -1,0 +1,125 @@
+// tcp:host:port — the tcp_table(5) client (Postfix dict_tcp.c). Request "get SP key LF"
+// with the key %XX-encoded (%, whitespace, non-printable and non-ASCII bytes); reply one
+// line "200 value" (found, %XX-decoded), "500 text" (not found), "4xx text" (RETRY); any
+// other or malformed reply is a RETRY. Postfix tries up to 10 times, 1 s apart, when the
+// server cannot be reached or closes the connection; replies are at most 4096 bytes; the
+// time limit is 100 s (`tcpTypeWith({timeoutMs})`). Connections: see socketmap.ts.
+
+import {DICT_FLAG} from '../protocol/constants.js'
+import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
+import {OpenOptions, Table, TableError, TableLog, TableType} from './table.js'
+import {ReplyParser, STREAM_MAX_CONNECTIONS, StreamClientPool, StreamTableLimits} from './socketmap.js'
+
+export const TCP_TIMEOUT_MS = 100_000
+export const TCP_MAX_LENGTH = 4096
+export const TCP_MAX_TRIES = 10
+
+/** Postfix hex_quote(). */
+export function hexQuote(raw: string): string {
+  let out = ''
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i)
+    out += c !== 0x25 && c > 0x20 && c < 0x7f ? raw[i] : `%${c.toString(16).toUpperCase().padStart(2, '0')}`
+  }
+  return out
+}
+
+/** Postfix hex_unquote(); undefined for a malformed %XX. */
+export function hexUnquote(hex: string): string | undefined {
+  let out = ''
+  for (let i = 0; i < hex.length; i++) {
+    if (hex[i] !== '%') {
+      out += hex[i]
+      continue
+    }
+    const pair = hex.slice(i + 1, i + 3)
+    if (!/^[0-9a-fA-F]{2}$/.test(pair)) return undefined
+    out += String.fromCharCode(parseInt(pair, 16))
+    i += 2
+  }
+  return out
+}
+
+class LineTooLongError extends Error {}
+
+const lineParser: ReplyParser<string> = (buf) => {
+  const nl = buf.indexOf(0x0a)
+  if (nl < 0) {
+    if (buf.length > TCP_MAX_LENGTH) throw new LineTooLongError(`text longer than ${TCP_MAX_LENGTH}`)
+    return undefined
+  }
+  if (nl > TCP_MAX_LENGTH) throw new LineTooLongError(`text longer than ${TCP_MAX_LENGTH}`)
+  return {value: buf.subarray(0, nl).toString('latin1'), used: nl + 1}
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+class TcpTable implements Table {
+  readonly type = 'tcp'
+  flags: number
+
+  constructor(readonly name: string, dictFlags: number, private readonly pool: StreamClientPool,
+    private readonly log: TableLog, private readonly retryDelayMs: number) {
+    this.flags = dictFlags | DICT_FLAG.PATTERN
+  }
+
+  async lookup(key: string): Promise<string | undefined> {
+    const k = this.flags & DICT_FLAG.FOLD_MUL ? lowercaseAscii(key) : key
+    const request = Buffer.from(`get ${hexQuote(k)}\n`, 'latin1')
+    let line: string | undefined
+    for (let tries = 0; line === undefined; ) {
+      try {
+        line = await this.pool.request(request, lineParser)
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException
+        this.log.warning(e.code || /time limit/.test(e.message)
+          ? `connect to TCP map ${this.name}: ${e.message}`
+          : `read TCP map reply from ${this.name}: ${err instanceof LineTooLongError ? e.message : `unexpected EOF (${e.message})`}`)
+        if (++tries >= TCP_MAX_TRIES) throw new TableError('retry', `table tcp:${this.name}: lookup failed`)
+        await sleep(this.retryDelayMs)
+      }
+    }
+    const raw = /^\d\d\d[ \t\n\r\f\v]/.test(line) ? hexUnquote(line.slice(4)) : undefined
+    if (raw === undefined) {
+      const message = `read TCP map reply from ${this.name}: malformed reply: ${line.slice(0, 100).replace(/[^\x20-\x7e]/g, '_')}`
+      this.log.warning(message)
+      throw new TableError('retry', message)
+    }
+    switch (line[0]) {
+      case '2': return raw
+      case '5': return undefined
+      case '4': throw new TableError('retry', `table tcp:${this.name}: soft error: ${line}`)
+      default: {
+        const message = `read TCP map reply from ${this.name}: bad status code: ${line.slice(0, 100).replace(/[^\x20-\x7e]/g, '_')}`
+        this.log.warning(message)
+        throw new TableError('retry', message)
+      }
+    }
+  }
+}
+
+const pools = new Map<string, StreamClientPool>()
+
+export function tcpTypeWith(limits: Partial<StreamTableLimits & {retryDelayMs: number}> = {}): TableType {
+  const timeoutMs = limits.timeoutMs ?? TCP_TIMEOUT_MS
+  const max = limits.maxConnections ?? STREAM_MAX_CONNECTIONS
+  return {
+    type: 'tcp',
+    open(name: string, options: OpenOptions): Table {
+      if (options.dictFlags & DICT_FLAG.NO_UNAUTH)
+        throw new TableError('config', `tcp:${name} map is not allowed for security sensitive data`)
+      if (options.mode !== 'read') throw new TableError('config', `tcp:${name} map requires O_RDONLY access mode`)
+      const key = `${name}\0${timeoutMs}\0${max}`
+      let pool = pools.get(key)
+      if (!pool) {
+        // Postfix keeps its connection open; the idle limit here only tidies up.
+        pool = new StreamClientPool(`inet:${name}`, {max, maxIdleMs: timeoutMs, maxTtlMs: Infinity, timeoutMs})
+        pools.set(key, pool)
+      }
+      const table = new TcpTable(name, options.dictFlags, pool, options.log, limits.retryDelayMs ?? 1000)
+      return needUtf8Activation(options.config, options.dictFlags) ? activateUtf8(table, options.log) : table
+    },
+  }
+}
+
+export const tcpType: TableType = tcpTypeWith()
