@@ -7,7 +7,7 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-std=c++17", "-fexceptions"],
-      "libraries": ["-ldb-5.3"]
+      "libraries": ["-ldb-5.3", "-llmdb"]
     }
   ]
 }

@@ -1,17 +1,22 @@
 // postfix_native: the few system calls Node does not offer, kept small and boring.
 // Every decision (flags, NUL conventions, locking order, error wording) is made in
 // TypeScript (src/lib/native/index.ts, src/lib/tables/berkeley-db.ts); this file only
-// forwards calls to libdb 5.3 and to the C library, and turns failures into exceptions
-// that carry `errno` (a number), `code` (its name, such as "EWOULDBLOCK", for system
-// errors) and `reason` (strerror() or db_strerror() text, what Postfix's %m prints).
+// forwards calls to libdb 5.3, to liblmdb (LMDB 0.9, as Postfix links it) and to the C
+// library, and turns failures into exceptions that carry `errno` (a number), `code` (its
+// name, such as "EWOULDBLOCK", for system errors) and `reason` (strerror(),
+// db_strerror() or mdb_strerror() text, what Postfix prints).
 //
 //   openDb(home, file, type, readOnly, create, cacheSize, hashNelem) -> Db
 //   Db: get(key) put(key, value, noOverwrite) del(key) sync() fd() cursor() close()
 //   Cursor: get(first) close()
+//   lmdbOpen(path, readOnly, mapSize) -> LmdbEnv
+//   LmdbEnv: begin(readOnly) setMapSize(size) mapSize() maxKeySize() fd() sync() close()
+//   LmdbTxn: get(key) put(key, value, noOverwrite) del(key) cursorGet(op, key) commit() abort()
 //   flock(fd, op) fcntlLock(fd, type, wait) chroot(path) setsid()
 
 #include <napi.h>
 #include <db.h>
+#include <lmdb.h>
 
 #include <cerrno>
 #include <cstring>
@@ -282,6 +287,297 @@ Napi::Value OpenDb(const Napi::CallbackInfo& info) {
   return obj;
 }
 
+// ------------------------------------------------------------------------ LMDB (liblmdb)
+
+// An LMDB status as an exception: mdb_strerror() covers both errno values (> 0) and
+// LMDB's own codes (< 0, such as MDB_MAP_FULL), which callers compare by `errno`.
+Napi::Error mdbError(Napi::Env env, int err, const std::string& what) {
+  const char* text = mdb_strerror(err);
+  Napi::Error e = Napi::Error::New(env, what + ": " + text);
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("reason", Napi::String::New(env, text));
+  const char* name = err > 0 ? strerrorname_np(err) : nullptr;
+  if (name) e.Set("code", Napi::String::New(env, name));
+  return e;
+}
+
+MDB_val valOf(std::string& bytes) {
+  MDB_val v;
+  v.mv_size = bytes.size();
+  v.mv_data = bytes.data();
+  return v;
+}
+
+Napi::Value copyOut(Napi::Env env, const MDB_val& v) {
+  return Napi::Buffer<char>::Copy(env, static_cast<const char*>(v.mv_data), v.mv_size);
+}
+
+class LmdbTxn;
+
+class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
+ public:
+  static Napi::FunctionReference* constructor;
+
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "LmdbEnv", {
+      InstanceMethod("begin", &LmdbEnv::Begin),
+      InstanceMethod("setMapSize", &LmdbEnv::SetMapSize),
+      InstanceMethod("mapSize", &LmdbEnv::MapSize),
+      InstanceMethod("maxKeySize", &LmdbEnv::MaxKeySize),
+      InstanceMethod("fd", &LmdbEnv::Fd),
+      InstanceMethod("sync", &LmdbEnv::Sync),
+      InstanceMethod("close", &LmdbEnv::CloseMethod),
+    });
+  }
+
+  explicit LmdbEnv(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LmdbEnv>(info) {}
+  ~LmdbEnv() override { CloseAll(); }
+
+  // lmdbOpen(path, readOnly, mapSize): MDB_NOSUBDIR|MDB_NOLOCK (+MDB_RDONLY), mode 0644,
+  // and the handle of the unnamed database.
+  void Open(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string path = bytesArg(info, 0);
+    bool readOnly = info[1].ToBoolean();
+    size_t mapSize = static_cast<size_t>(info[2].As<Napi::Number>().DoubleValue());
+    int ret = mdb_env_create(&env_);
+    if (ret != 0) {
+      env_ = nullptr;
+      throw mdbError(env, ret, "mdb_env_create");
+    }
+    unsigned int flags = MDB_NOSUBDIR | MDB_NOLOCK | (readOnly ? MDB_RDONLY : 0);
+    MDB_txn* txn = nullptr;
+    if ((ret = mdb_env_set_mapsize(env_, mapSize)) != 0 || (ret = mdb_env_open(env_, path.c_str(), flags, 0644)) != 0 ||
+        (ret = mdb_txn_begin(env_, nullptr, readOnly ? MDB_RDONLY : 0, &txn)) != 0 ||
+        (ret = mdb_dbi_open(txn, nullptr, 0, &dbi_)) != 0 || (ret = mdb_txn_commit(txn)) != 0) {
+      if (txn && ret != 0) mdb_txn_abort(txn);
+      CloseAll();
+      throw mdbError(env, ret, "mdb_env_open");
+    }
+  }
+
+  MDB_env* Live(Napi::Env env) {
+    if (!env_) throw Napi::Error::New(env, "LMDB environment is closed");
+    return env_;
+  }
+  MDB_dbi dbi() const { return dbi_; }
+  void Forget(LmdbTxn* t) { txns_.erase(t); }
+  void Adopt(LmdbTxn* t) { txns_.insert(t); }
+
+ private:
+  MDB_env* env_ = nullptr;
+  MDB_dbi dbi_ = 0;
+  std::set<LmdbTxn*> txns_;
+
+  void CloseAll();
+
+  Napi::Value Begin(const Napi::CallbackInfo& info);
+
+  // setMapSize(size): mdb_env_set_mapsize(); 0 adopts the size recorded in the file.
+  Napi::Value SetMapSize(const Napi::CallbackInfo& info) {
+    MDB_env* e = Live(info.Env());
+    int ret = mdb_env_set_mapsize(e, static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue()));
+    if (ret != 0) throw mdbError(info.Env(), ret, "mdb_env_set_mapsize");
+    return info.Env().Undefined();
+  }
+
+  Napi::Value MapSize(const Napi::CallbackInfo& info) {
+    MDB_envinfo ei;
+    int ret = mdb_env_info(Live(info.Env()), &ei);
+    if (ret != 0) throw mdbError(info.Env(), ret, "mdb_env_info");
+    return Napi::Number::New(info.Env(), static_cast<double>(ei.me_mapsize));
+  }
+
+  Napi::Value MaxKeySize(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), mdb_env_get_maxkeysize(Live(info.Env())));
+  }
+
+  Napi::Value Fd(const Napi::CallbackInfo& info) {
+    mdb_filehandle_t fd;
+    int ret = mdb_env_get_fd(Live(info.Env()), &fd);
+    if (ret != 0) throw mdbError(info.Env(), ret, "mdb_env_get_fd");
+    return Napi::Number::New(info.Env(), fd);
+  }
+
+  Napi::Value Sync(const Napi::CallbackInfo& info) {
+    int ret = mdb_env_sync(Live(info.Env()), 1);
+    if (ret != 0) throw mdbError(info.Env(), ret, "mdb_env_sync");
+    return info.Env().Undefined();
+  }
+
+  Napi::Value CloseMethod(const Napi::CallbackInfo& info) {
+    CloseAll();
+    return info.Env().Undefined();
+  }
+};
+
+Napi::FunctionReference* LmdbEnv::constructor = nullptr;
+
+// One transaction, with at most one cursor (opened by the first cursorGet, closed with
+// the transaction). It ends with commit() or abort(), or when its environment closes.
+class LmdbTxn : public Napi::ObjectWrap<LmdbTxn> {
+ public:
+  static Napi::FunctionReference* constructor;
+
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "LmdbTxn", {
+      InstanceMethod("get", &LmdbTxn::Get),
+      InstanceMethod("put", &LmdbTxn::Put),
+      InstanceMethod("del", &LmdbTxn::Del),
+      InstanceMethod("cursorGet", &LmdbTxn::CursorGet),
+      InstanceMethod("commit", &LmdbTxn::Commit),
+      InstanceMethod("abort", &LmdbTxn::AbortMethod),
+    });
+  }
+
+  explicit LmdbTxn(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LmdbTxn>(info) {}
+  ~LmdbTxn() override { Abort(); }
+
+  void Attach(Napi::Env env, LmdbEnv* owner, Napi::Object ownerObject, bool readOnly) {
+    int ret = mdb_txn_begin(owner->Live(env), nullptr, readOnly ? MDB_RDONLY : 0, &txn_);
+    if (ret != 0) {
+      txn_ = nullptr;
+      throw mdbError(env, ret, "mdb_txn_begin");
+    }
+    dbi_ = owner->dbi();
+    owner_ = owner;
+    ownerRef_ = Napi::Persistent(ownerObject);  // the environment outlives its transactions
+    owner->Adopt(this);
+  }
+
+  // Called by the environment when it closes first, and by Abort().
+  void Detach() {
+    if (cursor_) mdb_cursor_close(cursor_);
+    cursor_ = nullptr;
+    if (txn_) mdb_txn_abort(txn_);
+    txn_ = nullptr;
+    owner_ = nullptr;
+  }
+
+ private:
+  MDB_txn* txn_ = nullptr;
+  MDB_cursor* cursor_ = nullptr;
+  MDB_dbi dbi_ = 0;
+  LmdbEnv* owner_ = nullptr;
+  Napi::ObjectReference ownerRef_;
+
+  MDB_txn* Live(Napi::Env env) {
+    if (!txn_) throw Napi::Error::New(env, "LMDB transaction has ended");
+    return txn_;
+  }
+
+  void Release() {
+    if (owner_) owner_->Forget(this);
+    owner_ = nullptr;
+    if (!ownerRef_.IsEmpty()) ownerRef_.Reset();
+  }
+
+  void Abort() {
+    LmdbEnv* owner = owner_;
+    Detach();
+    owner_ = owner;
+    Release();
+  }
+
+  // get(key): the value, or undefined (MDB_NOTFOUND).
+  Napi::Value Get(const Napi::CallbackInfo& info) {
+    MDB_txn* txn = Live(info.Env());
+    std::string key = bytesArg(info, 0);
+    MDB_val k = valOf(key), v{};
+    int ret = mdb_get(txn, dbi_, &k, &v);
+    if (ret == MDB_NOTFOUND) return info.Env().Undefined();
+    if (ret != 0) throw mdbError(info.Env(), ret, "mdb_get");
+    return copyOut(info.Env(), v);
+  }
+
+  // put(key, value, noOverwrite): false when noOverwrite and the key exists (MDB_KEYEXIST).
+  Napi::Value Put(const Napi::CallbackInfo& info) {
+    MDB_txn* txn = Live(info.Env());
+    std::string key = bytesArg(info, 0);
+    std::string value = bytesArg(info, 1);
+    MDB_val k = valOf(key), v = valOf(value);
+    int ret = mdb_put(txn, dbi_, &k, &v, info[2].ToBoolean() ? MDB_NOOVERWRITE : 0);
+    if (ret == MDB_KEYEXIST) return Napi::Boolean::New(info.Env(), false);
+    if (ret != 0) throw mdbError(info.Env(), ret, "mdb_put");
+    return Napi::Boolean::New(info.Env(), true);
+  }
+
+  // del(key): false when the key was not there (MDB_NOTFOUND).
+  Napi::Value Del(const Napi::CallbackInfo& info) {
+    MDB_txn* txn = Live(info.Env());
+    std::string key = bytesArg(info, 0);
+    MDB_val k = valOf(key);
+    int ret = mdb_del(txn, dbi_, &k, nullptr);
+    if (ret == MDB_NOTFOUND) return Napi::Boolean::New(info.Env(), false);
+    if (ret != 0) throw mdbError(info.Env(), ret, "mdb_del");
+    return Napi::Boolean::New(info.Env(), true);
+  }
+
+  // cursorGet(op, key): mdb_cursor_get() with op MDB_FIRST, MDB_NEXT or MDB_SET_RANGE (key
+  // a Buffer for MDB_SET_RANGE): [key, value], or undefined (MDB_NOTFOUND).
+  Napi::Value CursorGet(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    MDB_txn* txn = Live(env);
+    int op = info[0].As<Napi::Number>().Int32Value();
+    if (op != MDB_FIRST && op != MDB_NEXT && op != MDB_SET_RANGE) throw Napi::RangeError::New(env, "unsupported cursor operation");
+    std::string key;
+    if (op == MDB_SET_RANGE) key = bytesArg(info, 1);
+    int ret;
+    if (!cursor_ && (ret = mdb_cursor_open(txn, dbi_, &cursor_)) != 0) {
+      cursor_ = nullptr;
+      throw mdbError(env, ret, "mdb_cursor_open");
+    }
+    MDB_val k = valOf(key), v{};
+    ret = mdb_cursor_get(cursor_, &k, &v, static_cast<MDB_cursor_op>(op));
+    if (ret == MDB_NOTFOUND) return env.Undefined();
+    if (ret != 0) throw mdbError(env, ret, "mdb_cursor_get");
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(0u, copyOut(env, k));
+    pair.Set(1u, copyOut(env, v));
+    return pair;
+  }
+
+  // commit(): the transaction has ended whatever the outcome.
+  Napi::Value Commit(const Napi::CallbackInfo& info) {
+    MDB_txn* txn = Live(info.Env());
+    if (cursor_) mdb_cursor_close(cursor_);
+    cursor_ = nullptr;
+    txn_ = nullptr;
+    Release();
+    int ret = mdb_txn_commit(txn);
+    if (ret != 0) throw mdbError(info.Env(), ret, "mdb_txn_commit");
+    return info.Env().Undefined();
+  }
+
+  // abort(): harmless when the transaction has already ended.
+  Napi::Value AbortMethod(const Napi::CallbackInfo& info) {
+    Abort();
+    return info.Env().Undefined();
+  }
+};
+
+Napi::FunctionReference* LmdbTxn::constructor = nullptr;
+
+void LmdbEnv::CloseAll() {
+  for (LmdbTxn* t : std::set<LmdbTxn*>(txns_)) t->Detach();
+  txns_.clear();
+  if (env_) mdb_env_close(env_);
+  env_ = nullptr;
+}
+
+Napi::Value LmdbEnv::Begin(const Napi::CallbackInfo& info) {
+  Live(info.Env());
+  Napi::Object obj = LmdbTxn::constructor->New({});
+  LmdbTxn::Unwrap(obj)->Attach(info.Env(), this, Value(), info[0].ToBoolean());
+  return obj;
+}
+
+Napi::Value LmdbOpen(const Napi::CallbackInfo& info) {
+  Napi::Object obj = LmdbEnv::constructor->New({});
+  LmdbEnv::Unwrap(obj)->Open(info);
+  return obj;
+}
+
 // flock(fd, op): true when done; false when op has LOCK_NB and the lock is held elsewhere.
 Napi::Value Flock(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
@@ -329,7 +625,10 @@ Napi::Value Setsid(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Db::constructor = new Napi::FunctionReference(Napi::Persistent(Db::Init(env)));
   Cursor::constructor = new Napi::FunctionReference(Napi::Persistent(Cursor::Init(env)));
+  LmdbEnv::constructor = new Napi::FunctionReference(Napi::Persistent(LmdbEnv::Init(env)));
+  LmdbTxn::constructor = new Napi::FunctionReference(Napi::Persistent(LmdbTxn::Init(env)));
   exports.Set("openDb", Napi::Function::New(env, OpenDb));
+  exports.Set("lmdbOpen", Napi::Function::New(env, LmdbOpen));
   exports.Set("flock", Napi::Function::New(env, Flock));
   exports.Set("fcntlLock", Napi::Function::New(env, FcntlLock));
   exports.Set("chroot", Napi::Function::New(env, Chroot));
@@ -347,11 +646,23 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   constants.Set("F_UNLCK", F_UNLCK);
   constants.Set("DB_HASH", 1);
   constants.Set("DB_BTREE", 2);
+  constants.Set("MDB_FIRST", static_cast<int>(MDB_FIRST));
+  constants.Set("MDB_NEXT", static_cast<int>(MDB_NEXT));
+  constants.Set("MDB_SET_RANGE", static_cast<int>(MDB_SET_RANGE));
+  constants.Set("MDB_MAP_FULL", MDB_MAP_FULL);
+  constants.Set("MDB_MAP_RESIZED", MDB_MAP_RESIZED);
+  constants.Set("MDB_READERS_FULL", MDB_READERS_FULL);
+  constants.Set("MDB_BAD_VALSIZE", MDB_BAD_VALSIZE);
   exports.Set("constants", constants);
   Napi::Object version = Napi::Object::New(env);
   version.Set("compiled", std::to_string(DB_VERSION_MAJOR) + "." + std::to_string(DB_VERSION_MINOR) + "." + std::to_string(DB_VERSION_PATCH));
   version.Set("runtime", std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch));
   exports.Set("libdbVersion", version);
+  mdb_version(&major, &minor, &patch);
+  Napi::Object lmdbVersion = Napi::Object::New(env);
+  lmdbVersion.Set("compiled", std::to_string(MDB_VERSION_MAJOR) + "." + std::to_string(MDB_VERSION_MINOR) + "." + std::to_string(MDB_VERSION_PATCH));
+  lmdbVersion.Set("runtime", std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch));
+  exports.Set("lmdbVersion", lmdbVersion);
   return exports;
 }
 

@@ -11,6 +11,8 @@ import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
+import {pathToFileURL} from 'node:url'
+import {spawn} from 'node:child_process'
 
 import {DICT_FLAG} from '../../src/lib/protocol/constants.js'
 import type {MainConfig} from '../../src/lib/config/index.js'
@@ -18,7 +20,7 @@ import {postmapQueryFlags} from '../../src/lib/query/query.js'
 import {OpenOptions, Table, TableType} from '../../src/lib/tables/table.js'
 import {cdbType, writeCdb} from '../../src/lib/tables/cdb.js'
 import {lmdbType} from '../../src/lib/tables/lmdb.js'
-import {backdate, POSTMAP, requirePostfix, runCommand} from '../helpers/postfix.js'
+import {backdate, POSTMAP, PROJECT_ROOT, requirePostfix, runCommand} from '../helpers/postfix.js'
 
 const TYPES: Record<string, TableType> = {cdb: cdbType, lmdb: lmdbType}
 
@@ -281,4 +283,98 @@ test('a missing cdb or lmdb file fails to open as in Postfix', async () => {
     })
     assert.ok(!fs.existsSync(`${file}.${type}`), 'opening for reading creates nothing')
   }
+})
+
+test('a postmap-made lmdb table in a root-owned directory is read by user postfix without a lock file', async () => {
+  const cfg = configs[0]
+  // a directory user postfix can traverse but not write, like /etc/postfix
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pmx-lmdb-rootdir-'))
+  try {
+    fs.chmodSync(dir, 0o755)
+    const source = path.join(dir, 'ro')
+    fs.writeFileSync(source, ENTRIES.map(([k, v]) => `${k}\t${v}\n`).join(''))
+    await backdate(source)
+    assert.equal((await postmap(cfg, [`lmdb:${source}`])).code, 0)
+    fs.chmodSync(`${source}.lmdb`, 0o644)
+    const script = path.join(dir, 'read.mts')
+    fs.writeFileSync(script, [
+      `import {lmdbType} from ${JSON.stringify(pathToFileURL(path.join(PROJECT_ROOT, 'src/lib/tables/lmdb.ts')).href)}`,
+      `const config = {configDir: ${JSON.stringify(cfg.dir)}, get: () => '', raw: () => undefined, isSet: () => false}`,
+      `const log = {warning: (m) => console.error(m), error: (m) => console.error(m), info: () => {}}`,
+      `const table = await lmdbType.open(${JSON.stringify(source)}, {mode: 'read', dictFlags: ${DICT_FLAG.LOCK | DICT_FLAG.FOLD_FIX}, config, log, openNested: () => { throw new Error('unused') }})`,
+      `const out = [await table.lookup('alice@example.com'), await table.lookup('root'), await table.lookup('missing')]`,
+      `let n = 0; const cursor = {}`,
+      `for (let e = await table.sequence('first', cursor); e; e = await table.sequence('next', cursor)) n++`,
+      `await table.close()`,
+      `console.log(JSON.stringify({out, n, uid: process.getuid()}))`,
+    ].join('\n'))
+    fs.chmodSync(script, 0o644)
+    const before = fs.readdirSync(dir).sort()
+    const r = await runCommand(process.execPath, ['--import', 'tsx', script], {asPostfix: true, cwd: PROJECT_ROOT, timeoutMs: 60_000})
+    assert.equal(r.code, 0, `child as postfix: ${r.stderr}`)
+    const got = JSON.parse(r.stdout.trim().split('\n').pop()!) as {out: (string | null)[]; n: number; uid: number}
+    assert.notEqual(got.uid, 0)
+    assert.deepEqual(got.out, ['OK', 'postmaster@example.com', null])
+    assert.equal(got.n, ENTRIES.length)
+    const after = fs.readdirSync(dir).sort()
+    assert.deepEqual(after, before, 'nothing created next to the table')
+    assert.ok(!after.some((f) => f.endsWith('-lock')))
+    assert.equal(fs.statSync(dir).uid, 0)
+  } finally {
+    fs.rmSync(dir, {recursive: true, force: true})
+  }
+})
+
+test('lmdb key size limits and map growth are those of Postfix', async () => {
+  const cfg = configs[0]
+  const source = await makeSource(cfg, 'limits')
+  assert.equal((await postmap(cfg, [`lmdb:${source}`])).code, 0)
+  const spec = `lmdb:${source}`
+  const table = await openOurs(spec, cfg, DICT_FLAG.LOCK | DICT_FLAG.DUP_REPLACE, 'write')
+  // 510 bytes plus the NUL fit (LMDB 0.9: 511), one more does not
+  const fits = 'k'.repeat(510)
+  assert.equal(await table.update!(fits, 'fits'), true)
+  const real = await postmap(cfg, ['-q', fits, spec])
+  assert.deepEqual({stdout: real.stdout, code: real.code}, {stdout: 'fits\n', code: 0})
+  await assert.rejects(async () => table.update!('k'.repeat(511), 'too long'), /error updating lmdb:.*MDB_BAD_VALSIZE/)
+  // a lookup of an over-long key is simply not found, as with postmap -q
+  const long = 'q'.repeat(600)
+  assert.equal((await postmap(cfg, ['-q', long, spec])).code, 1)
+  assert.equal(await table.lookup(long), undefined)
+  await table.close?.()
+
+  // a small lmdb_map_size grows on MDB_MAP_FULL (slmdb doubles it and retries)
+  const small: Cfg = {...cfg, config: makeConfig(cfg.dir, {compatibility_level: '3.6', lmdb_map_size: '65536'})}
+  const grow = path.join(cfg.dir, 'grow')
+  const writer = await openOurs(`lmdb:${grow}`, small, DICT_FLAG.LOCK | DICT_FLAG.DUP_REPLACE, 'write')
+  for (let i = 0; i < 3000; i++) assert.equal(await writer.update!(`grow-key-${i}`, `value ${i} ${'x'.repeat(100)}`), true)
+  await writer.close?.()
+  assert.ok(fs.statSync(`${grow}.lmdb`).size > 65536)
+  const seq = await postmap(cfg, ['-s', `lmdb:${grow}`])
+  assert.equal(seq.code, 0, seq.stderr)
+  assert.equal(sortedLines(seq.stdout).length, 3000)
+  assert.deepEqual(await postmap(cfg, ['-q', 'grow-key-2999', `lmdb:${grow}`]).then((r) => r.stdout), `value 2999 ${'x'.repeat(100)}\n`)
+})
+
+test('lmdb reads wait for a write lock held by another process', async () => {
+  const cfg = configs[0]
+  const source = await makeSource(cfg, 'locked')
+  assert.equal((await postmap(cfg, [`lmdb:${source}`])).code, 0)
+  const table = await openOurs(`lmdb:${source}`, cfg, postmapQueryFlags(true))
+  // another process holds a whole-file fcntl() write lock for ~600 ms, as a Postfix writer would
+  const holder = spawn('python3', ['-c',
+    'import fcntl,sys,time; f=open(sys.argv[1],"r+"); fcntl.lockf(f, fcntl.LOCK_EX); print("locked", flush=True); time.sleep(0.6)',
+    `${source}.lmdb`], {stdio: ['ignore', 'pipe', 'inherit']})
+  const exited = new Promise<number | null>((resolve) => holder.once('exit', resolve))
+  await new Promise<void>((resolve, reject) => {
+    holder.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('locked')) resolve() })
+    holder.once('exit', () => reject(new Error('the lock holder exited early')))
+  })
+  const started = Date.now()
+  const value = await table.lookup('alice@example.com')
+  const waited = Date.now() - started
+  assert.equal(await exited, 0)
+  assert.equal(value, 'OK')
+  assert.ok(waited >= 150, `the lookup waited for the lock (${waited} ms)`)
+  await table.close?.()
 })

@@ -65,7 +65,7 @@ before(async () => {
   names.set('unix', 'unix:passwd.byname')
   names.set('static', 'static:{static answer}')
   cases.push(
-    ...['texthash', 'cdb', 'hash', 'btree', 'regexp', 'pcre', 'inline', 'static', 'unionmap', 'pipemap'].map(type => ({type, name: () => names.get(type)!, keys: ADDRESS_KEYS})),
+    ...['texthash', 'cdb', 'lmdb', 'hash', 'btree', 'regexp', 'pcre', 'inline', 'static', 'unionmap', 'pipemap'].map(type => ({type, name: () => names.get(type)!, keys: ADDRESS_KEYS})),
     {type: 'cidr', name: () => names.get('cidr')!, keys: IP_KEYS},
     {type: 'unix', name: () => names.get('unix')!, keys: ['root', 'ROOT', 'nobody', 'postfix', 'no-such-user', 'daemon']},
   )

@@ -24,10 +24,10 @@ let shared: string
 /** Failing batches through our server. */
 let failing: string
 const noDelete = 'inline:{one=1}'
-/** Opened directly (never through a server: our lock file would be root's). */
+/** Opened directly, never through a server. */
 let direct: string
 
-// Over lmdb-js's key limit (1978 bytes; Postfix's LMDB allows 511): the write fails.
+// Over LMDB's key limit (511 bytes, as Postfix's): the write fails.
 const LONG_KEY = 'k'.repeat(3000)
 
 before(async () => {

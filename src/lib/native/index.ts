@@ -1,8 +1,9 @@
 // The project's own native addon (native/postfix_native.cc, built by node-gyp from
 // binding.gyp when `npm install`/`npm ci` runs): Berkeley DB 5.3 (libdb) handles for the
-// hash and btree table types, and the POSIX calls Node lacks: flock(), fcntl() record
-// locks, chroot(), setsid(). The C++ side only forwards calls; decisions live here and in
-// the callers. The addon is loaded on first use, so that commands that never touch
+// hash and btree table types, LMDB 0.9 (liblmdb, the library Postfix links) environments
+// and transactions for the lmdb table type, and the POSIX calls Node lacks: flock(),
+// fcntl() record locks, chroot(), setsid(). The C++ side only forwards calls; decisions
+// live here and in the callers. The addon is loaded on first use, so that commands that never touch
 // these features work without it.
 
 import {createRequire} from 'node:module'
@@ -10,12 +11,12 @@ import {existsSync} from 'node:fs'
 import {fileURLToPath} from 'node:url'
 import * as path from 'node:path'
 
-/** An error thrown by the addon: `errno` is a system errno (>0) or a libdb code (<0). */
+/** An error thrown by the addon: `errno` is a system errno (>0) or a libdb/LMDB code (<0). */
 export interface NativeError extends Error {
   errno: number
   /** errno's name (EWOULDBLOCK, ENOENT, ...) for system errors. */
   code?: string
-  /** The strerror()/db_strerror() text, as Postfix's %m prints it. */
+  /** The strerror()/db_strerror()/mdb_strerror() text, as Postfix prints it. */
   reason: string
 }
 
@@ -42,6 +43,47 @@ export interface NativeDb {
   close(): number
 }
 
+/**
+ * One LMDB transaction (mdb_txn_begin()) on the environment's unnamed database. It ends
+ * with commit() or abort() (also when its environment closes); it has at most one cursor,
+ * opened by the first cursorGet() and closed when the transaction ends.
+ */
+export interface NativeLmdbTxn {
+  /** mdb_get(): the raw value, or undefined (MDB_NOTFOUND). */
+  get(key: Buffer): Buffer | undefined
+  /** mdb_put(); with noOverwrite (MDB_NOOVERWRITE), false when the key exists (MDB_KEYEXIST). */
+  put(key: Buffer, value: Buffer, noOverwrite: boolean): boolean
+  /** mdb_del(): false when the key was not there (MDB_NOTFOUND). */
+  del(key: Buffer): boolean
+  /**
+   * mdb_cursor_get() with constants.MDB_FIRST, MDB_NEXT or MDB_SET_RANGE (which needs
+   * `key`): the raw key and value, or undefined (MDB_NOTFOUND).
+   */
+  cursorGet(op: number, key?: Buffer): [Buffer, Buffer] | undefined
+  /** mdb_txn_commit(); the transaction has ended even when this throws. */
+  commit(): void
+  /** mdb_txn_abort(); harmless after the transaction ended. */
+  abort(): void
+}
+
+/** An LMDB environment (mdb_env_open()) of one file. */
+export interface NativeLmdbEnv {
+  /** mdb_txn_begin(), MDB_RDONLY when readOnly. */
+  begin(readOnly: boolean): NativeLmdbTxn
+  /** mdb_env_set_mapsize(): no transaction may be active; 0 adopts the file's own size. */
+  setMapSize(size: number): void
+  /** The current map size (mdb_env_info()). */
+  mapSize(): number
+  /** mdb_env_get_maxkeysize(): 511 for LMDB 0.9 as Debian builds it. */
+  maxKeySize(): number
+  /** The descriptor of the database file (mdb_env_get_fd(); Postfix locks this one). */
+  fd(): number
+  /** mdb_env_sync(force). */
+  sync(): void
+  /** mdb_env_close() after aborting its live transactions; idempotent. */
+  close(): void
+}
+
 export interface PostfixNative {
   /**
    * DB->open() of `file` in a private DB_INIT_MPOOL environment whose home is `home`
@@ -52,6 +94,13 @@ export interface PostfixNative {
   openDb(home: Buffer, file: Buffer, type: number, readOnly: boolean, create: boolean, cacheSize: number, hashNelem: number): NativeDb
   /** flock(fd, op), retried on EINTR: false when op has LOCK_NB and another holds the lock. */
   flock(fd: number, op: number): boolean
+  /**
+   * mdb_env_open() of the single file `path` (MDB_NOSUBDIR) with MDB_NOLOCK, as Postfix
+   * opens it: no lock file; callers serialise with fcntl() locks on fd(). MDB_RDONLY when
+   * readOnly, otherwise the file is created (mode 0644) when missing. `mapSize` is set
+   * before opening. Throws a NativeError with LMDB's status (such as ENOENT).
+   */
+  lmdbOpen(path: Buffer, readOnly: boolean, mapSize: number): NativeLmdbEnv
   /**
    * Whole-file fcntl() lock of type F_RDLCK/F_WRLCK/F_UNLCK: F_SETLKW when `wait`,
    * otherwise F_SETLK, which answers false when another process holds a conflicting lock.
@@ -70,15 +119,24 @@ export interface PostfixNative {
     F_UNLCK: number
     DB_HASH: number
     DB_BTREE: number
+    MDB_FIRST: number
+    MDB_NEXT: number
+    MDB_SET_RANGE: number
+    MDB_MAP_FULL: number
+    MDB_MAP_RESIZED: number
+    MDB_READERS_FULL: number
+    MDB_BAD_VALSIZE: number
   }
   /** Berkeley DB version compiled against and linked at run time ("5.3.28"). */
   libdbVersion: {compiled: string; runtime: string}
+  /** LMDB version compiled against and linked at run time ("0.9.24"). */
+  lmdbVersion: {compiled: string; runtime: string}
 }
 
 export class NativeAddonMissingError extends Error {
   constructor(readonly addonPath: string, cause: unknown) {
     super(`the native addon ${addonPath} is missing or cannot be loaded (${(cause as Error)?.message ?? cause}); ` +
-      'install the Berkeley DB headers and a C++ toolchain (Debian: apt-get install libdb5.3-dev g++ make python3), ' +
+      'install the Berkeley DB and LMDB headers and a C++ toolchain (Debian: apt-get install libdb5.3-dev liblmdb-dev g++ make python3), ' +
       'then run: npm rebuild  (or: npm run build:native)')
     this.name = 'NativeAddonMissingError'
   }

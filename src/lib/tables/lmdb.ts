@@ -1,77 +1,74 @@
 // lmdb:/path — an OpenLDAP LMDB file `/path.lmdb` (Postfix dict_lmdb.c over slmdb.c),
-// through the npm `lmdb` package (lmdb-js).
-//
-// Postfix links LMDB 0.9.x, whose on-disk format ("data format v1") differs from the
-// LMDB 1.0 format that lmdb-js's prebuilt binaries use; those crash on Postfix files. The
-// project's .npmrc therefore makes `npm ci` compile lmdb-js from source with its bundled
-// LMDB 0.9.29 (build_from_source=true, use_data_v1=true). `loadLmdb()` below refuses to
-// open a table with any other build rather than crash the process.
+// through the project's own binding of Debian's liblmdb (LMDB 0.9, the library that
+// Postfix's postfix-lmdb links; src/lib/native, native/postfix_native.cc).
 //
 // What Postfix does and what we do:
-// - file: a single file (MDB_NOSUBDIR), the unnamed database, map size lmdb_map_size (or
-//   the file's size when larger); keys and values carry a trailing NUL when Postfix
-//   wrote them (TRY1NULL), and lookups try with, then without, one.
-// - locking: Postfix opens with MDB_NOLOCK and serialises readers and writers with fcntl()
-//   locks on the .lmdb file itself. lmdb-js cannot open with MDB_NOLOCK, so LMDB's own
-//   lock file `/path.lmdb-lock` appears next to the table, and Node offers no fcntl()
-//   locks: our reads and writes are not serialised against a concurrent postmap/postfix
-//   writer (LMDB's copy-on-write keeps each of our transactions consistent with respect to
-//   our own writers; a concurrent Postfix writer that reuses pages we are reading can make
-//   one of our reads see stale or wrong data, never a damaged file). Our own writes are
-//   single LMDB transactions, committed before update()/delete() return, as Postfix does.
+// - open: mdb_env_open() of the single file (MDB_NOSUBDIR) with MDB_NOLOCK, so that no
+//   lock file is created next to the table (a root-owned table directory is fine for a
+//   reader running as postfix), plus MDB_RDONLY for O_RDONLY (proxymap, queries);
+//   otherwise (proxywrite, updates) the file is created with mode 0644 when missing. A
+//   failed open is a retry error "open database X.lmdb: reason" (the registry substitutes
+//   a surrogate table), reason being mdb_strerror() text.
+// - map size: lmdb_map_size (at least slmdb's 10240-byte allowance), or the file's size
+//   plus that allowance when the file is larger. On MDB_MAP_FULL a write is retried once
+//   with the map doubled (slmdb with dict_lmdb's factor 2 and retry limit); on
+//   MDB_MAP_RESIZED (another process grew the file past our map) the operation is retried
+//   once after adopting the file's map size.
+// - flags: the open flags plus FIXED|MULTI_WRITER; TRY1NULL|TRY0NULL when the caller chose
+//   neither. Postfix-made files store keys and values with a trailing NUL; lookups and
+//   deletes try with, then without, one and keep the convention that first found a key;
+//   an update of an undecided table picks Linux's default, with NUL. FOLD_FIX lowercases
+//   keys (ASCII only; the UTF-8 layer folds beforehand when active).
+// - keys: LMDB 0.9 takes keys of 1 to 511 bytes (mdb_env_get_maxkeysize()). A longer key
+//   fails as in Postfix: "error reading/updating/deleting from lmdb:NAME: MDB_BAD_VALSIZE:
+//   ..." (a retry error). An empty key is simply not there for lookups and deletes.
+// - update: MDB_NOOVERWRITE unless DUP_REPLACE; an existing key is then ignored
+//   (DUP_IGNORE), warned about (DUP_WARN) or an error. Each read and each write is one
+//   LMDB transaction, committed (and so fsync()ed by LMDB) before update()/delete() return.
+// - locking (DICT_FLAG_LOCK): whole-file fcntl() locks on the .lmdb file's own descriptor,
+//   a read lock around each read and cursor step, a write lock around each write, as
+//   dict_lmdb.c does (MYFLOCK_STYLE_FCNTL): with MDB_NOLOCK these locks are what keeps a
+//   writer from reusing pages a reader is looking at. A lock is never held across an
+//   await: when it is not free at once we poll for it asynchronously instead of blocking
+//   the event loop, and the operation itself then runs synchronously. No transaction
+//   outlives the locked section.
+// - sequence: MDB_FIRST / MDB_NEXT in key (byte) order. Postfix keeps one cursor per
+//   table and, since the caller may release the lock between steps, ends its transaction
+//   after each step and re-seeks the saved key; each of our callers has its own position
+//   (the last key it was given), from which `next` continues with MDB_SET_RANGE (then
+//   MDB_NEXT past that key) in a fresh transaction, so updates in between are seen. Keys
+//   and values are returned as C strings (up to the first NUL), as Postfix does.
+// - changed(): the file's identity, size or mtime differ from what we last saw (our own
+//   writes update what we saw).
+// Each table has its own environment (mdb_env_open() per open, as each Postfix process
+// has): with MDB_NOLOCK nothing is lost by opening one file twice in a process, and a
+// table reopened after the file was replaced sees the new file.
 
-import {createRequire} from 'node:module'
-import {promises as fsp, statSync} from 'node:fs'
-import * as pathModule from 'node:path'
+import {fstatSync, statSync} from 'node:fs'
 import {DICT_FLAG} from '../protocol/constants.js'
+import {fcntlLock, isNativeError, loadNative, LockOperation, NativeLmdbEnv, NativeLmdbTxn, PostfixNative} from '../native/index.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {cString, FileStamp, fileChanged, pathBytes, stampOf, strerror} from './source-file.js'
 import {warnIfOlderThanSource} from './cdb.js'
-import {OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableType} from './table.js'
-
-type LmdbModule = typeof import('lmdb')
-type LmdbDatabase = import('lmdb').RootDatabase<Buffer, Buffer>
+import {OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableLog, TableType} from './table.js'
 
 export const LMDB_SUFFIX = '.lmdb'
 /** Postfix's default lmdb_map_size. */
 const DEFAULT_MAP_SIZE = 16 * 1024 * 1024
 /** slmdb's allowance over the file size when the file is larger than the map size. */
 const SLMDB_FUDGE = 10240
+/** dict_lmdb's DICT_LMDB_SIZE_INCR: the map grows by this factor on MDB_MAP_FULL. */
+const MAP_SIZE_INCREMENT = 2
+/** dict_lmdb's DICT_LMDB_SIZE_MAX (SSIZE_T_MAX), as far as a JS number is exact. */
+const MAP_SIZE_MAX = Number.MAX_SAFE_INTEGER
+/** dict_lmdb's DICT_LMDB_API_RETRY_LIMIT: recoveries per operation (slmdb: count < limit). */
+const API_RETRY_LIMIT = 2
+/** How long to wait between attempts when another process holds a conflicting lock. */
+const LOCK_POLL_MS = [1, 2, 5, 10, 20, 50]
 
-let lmdbModule: Promise<LmdbModule> | undefined
-
-/**
- * Load lmdb-js on first use, and check that its native part speaks LMDB 0.9 (data format
- * v1): LMDB 0.9.x reports patch levels below 90, lmdb-js's own LMDB 1.0 branch 0.9.9x.
- */
-async function loadLmdb(): Promise<LmdbModule> {
-  lmdbModule ??= import('lmdb').then((mod) => {
-    const version = (mod as unknown as {version?: {major: number; minor: number; patch: number}}).version
-    if (!version || version.major !== 0 || version.minor !== 9 || version.patch >= 90) {
-      const where = (() => {
-        try {
-          return pathModule.dirname(createRequire(import.meta.url).resolve('lmdb'))
-        } catch {
-          return 'node_modules/lmdb'
-        }
-      })()
-      throw new TableError('config',
-        `lmdb support needs the lmdb package built for LMDB data format v1 (found LMDB ` +
-        `${version ? `${version.major}.${version.minor}.${version.patch}` : 'unknown'} in ${where}); ` +
-        'rebuild it with: LMDB_DATA_V1=true npm rebuild lmdb --build-from-source')
-    }
-    return mod
-  })
-  return lmdbModule
-}
-
-/** The unnamed database of one LMDB environment, shared by all tables open on one file. */
-interface SharedEnv {
-  db: LmdbDatabase
-  users: number
-}
-const openEnvs = new Map<string, SharedEnv>()
-const envKey = (mdbPath: string, readOnly: boolean): string => `${readOnly ? 'r' : 'w'}:${mdbPath}`
+const bytes = (s: string): Buffer => Buffer.from(s, 'latin1')
+const text = (b: Buffer): string => cString(b.toString('latin1'))
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 interface LmdbSequenceState {
   table: LmdbTable
@@ -79,26 +76,30 @@ interface LmdbSequenceState {
   last: Buffer
 }
 
-const bytes = (s: string): Buffer => Buffer.from(s, 'latin1')
-const text = (b: Buffer): string => cString(b.toString('latin1'))
+/** The text Postfix prints for an addon (mdb_strerror()) or Node error. */
+function reasonOf(err: unknown): string {
+  return isNativeError(err) ? err.reason : strerror(err)
+}
 
 export class LmdbTable implements Table {
   readonly type = 'lmdb'
   flags: number
-  private stamp: FileStamp | undefined
   private closed = false
 
   constructor(
     readonly name: string,
     private readonly mdbPath: string,
-    private readonly db: LmdbDatabase,
+    private readonly addon: PostfixNative,
+    private readonly env: NativeLmdbEnv,
+    private readonly fd: number,
     private readonly readOnly: boolean,
+    private mapLimit: number,
+    private stamp: FileStamp,
     dictFlags: number,
-    stamp: FileStamp | undefined,
+    private readonly log: TableLog,
   ) {
     this.flags = dictFlags | DICT_FLAG.FIXED | DICT_FLAG.MULTI_WRITER
     if ((dictFlags & (DICT_FLAG.TRY0NULL | DICT_FLAG.TRY1NULL)) === 0) this.flags |= DICT_FLAG.TRY0NULL | DICT_FLAG.TRY1NULL
-    this.stamp = stamp
   }
 
   private fold(key: string): string {
@@ -107,149 +108,227 @@ export class LmdbTable implements Table {
 
   private fail(what: string, err: unknown): never {
     if (err instanceof TableError) throw err
-    // Postfix: msg_fatal("error reading lmdb:NAME: %s"); the proxymap client retries.
-    throw new TableError('retry', `${what} ${this.type}:${this.name}: ${(err as Error).message}`)
+    // Postfix: msg_fatal("error reading lmdb:NAME: %s", mdb_strerror()); a proxymap client retries.
+    throw new TableError('retry', `${what} ${this.type}:${this.name}: ${reasonOf(err)}`)
   }
 
-  /** LMDB refuses empty keys; such a key is simply not there. */
-  private get(key: string): Buffer | undefined {
-    if (key.length === 0) return undefined
-    return this.db.getBinary(bytes(key))
-  }
+  // ------------------------------------------------------------------ locks
 
-  lookup(key: string): string | undefined {
-    key = this.fold(key)
+  private setLock(operation: LockOperation, wait: boolean): boolean {
     try {
-      let found: Buffer | undefined
-      if (this.flags & DICT_FLAG.TRY1NULL) {
-        found = this.get(key + '\0')
-        if (found) this.flags &= ~DICT_FLAG.TRY0NULL
-      }
-      if (!found && (this.flags & DICT_FLAG.TRY0NULL)) {
-        found = this.get(key)
-        if (found) this.flags &= ~DICT_FLAG.TRY1NULL
-      }
-      return found ? text(found) : undefined
+      return fcntlLock(this.fd, operation, wait)
     } catch (err) {
-      this.fail('error reading', err)
+      throw new TableError('retry', `${this.name}: ${operation === 'none' ? 'unlock' : 'lock'} dictionary: ${reasonOf(err)}`)
     }
   }
 
   /**
-   * dict_lmdb_update(): with both NUL conventions still open, a new file gets Postfix's
-   * platform default (Linux: with NUL); an existing key is replaced only with DUP_REPLACE,
-   * otherwise DUP_IGNORE ignores it, DUP_WARN warns, and none of them is an error.
+   * Run `body` under a shared (F_RDLCK) or exclusive (F_WRLCK) fcntl() lock when the table
+   * has DICT_FLAG_LOCK. Synchronous when the lock is free; otherwise a promise that polls.
    */
-  update(key: string, value: string): boolean {
+  private locked<T>(operation: 'shared' | 'exclusive', body: () => T): T | Promise<T> {
+    if (this.closed) throw new TableError('retry', `${this.type}:${this.name}: table is closed`)
+    if (!(this.flags & DICT_FLAG.LOCK)) return body()
+    if (this.setLock(operation, false)) return this.thenUnlock(body)
+    return (async () => {
+      for (let attempt = 0; ; attempt++) {
+        await sleep(LOCK_POLL_MS[Math.min(attempt, LOCK_POLL_MS.length - 1)])
+        if (this.closed) throw new TableError('retry', `${this.type}:${this.name}: table is closed`)
+        if (this.setLock(operation, false)) return this.thenUnlock(body)
+      }
+    })()
+  }
+
+  private thenUnlock<T>(body: () => T): T {
+    try {
+      return body()
+    } finally {
+      this.setLock('none', true)
+    }
+  }
+
+  // ------------------------------------------------------------ transactions
+
+  /**
+   * One transaction around `body` (committed when writing, aborted when reading), retried
+   * once after slmdb's recoveries: a larger map on MDB_MAP_FULL, the file's map size on
+   * MDB_MAP_RESIZED. Other errors are thrown as they are.
+   */
+  private transaction<T>(write: boolean, body: (txn: NativeLmdbTxn) => T): T {
+    for (let recoveries = 0; ; ) {
+      let txn: NativeLmdbTxn | undefined
+      try {
+        txn = this.env.begin(!write)
+        const result = body(txn)
+        if (write) txn.commit()
+        else txn.abort()
+        return result
+      } catch (err) {
+        txn?.abort()
+        if (++recoveries >= API_RETRY_LIMIT || !this.recover(err)) throw err
+      }
+    }
+  }
+
+  /** slmdb_recover(): true when the condition was cleared and the caller may retry. */
+  private recover(err: unknown): boolean {
+    if (!isNativeError(err)) return false
+    const c = this.addon.constants
+    if (err.errno === c.MDB_MAP_FULL && !this.readOnly) {
+      let limit: number
+      if (this.mapLimit < MAP_SIZE_MAX / MAP_SIZE_INCREMENT) limit = this.mapLimit * MAP_SIZE_INCREMENT
+      else if (this.mapLimit < MAP_SIZE_MAX) limit = MAP_SIZE_MAX
+      else return false
+      try {
+        this.env.setMapSize(limit)
+      } catch {
+        return false
+      }
+      this.mapLimit = limit
+      return true
+    }
+    if (err.errno === c.MDB_MAP_RESIZED) {
+      try {
+        this.env.setMapSize(0)
+        this.mapLimit = this.env.mapSize()
+      } catch {
+        return false
+      }
+      return true
+    }
+    return false
+  }
+
+  // -------------------------------------------------------------- operations
+
+  lookup(key: string): string | undefined | Promise<string | undefined> {
+    key = this.fold(key)
+    return this.locked('shared', () => {
+      const get = (k: string): Buffer | undefined =>
+        k.length === 0 ? undefined : this.transaction(false, (txn) => txn.get(bytes(k)))
+      try {
+        let found: Buffer | undefined
+        if (this.flags & DICT_FLAG.TRY1NULL) {
+          found = get(key + '\0')
+          if (found) this.flags &= ~DICT_FLAG.TRY0NULL
+        }
+        if (!found && (this.flags & DICT_FLAG.TRY0NULL)) {
+          found = get(key)
+          if (found) this.flags &= ~DICT_FLAG.TRY1NULL
+        }
+        return found ? text(found) : undefined
+      } catch (err) {
+        this.fail('error reading', err)
+      }
+    })
+  }
+
+  /**
+   * dict_lmdb_update(): resolves true when stored; false when an existing key was kept
+   * (DUP_IGNORE/DUP_WARN); a duplicate without either is a config error.
+   */
+  update(key: string, value: string): boolean | Promise<boolean> {
     key = this.fold(key)
     if ((this.flags & DICT_FLAG.TRY1NULL) && (this.flags & DICT_FLAG.TRY0NULL)) this.flags &= ~DICT_FLAG.TRY0NULL
     const nul = this.flags & DICT_FLAG.TRY1NULL ? '\0' : ''
     const k = bytes(key + nul)
     const v = bytes(value + nul)
-    const replace = (this.flags & DICT_FLAG.DUP_REPLACE) !== 0
-    let stored: boolean
-    try {
-      stored = this.db.transactionSync(() => {
-        if (!replace && this.db.getBinary(k) !== undefined) return false
-        void this.db.put(k, v)
-        return true
-      })
-    } catch (err) {
-      this.fail('error updating', err)
+    const noOverwrite = (this.flags & DICT_FLAG.DUP_REPLACE) === 0
+    const stored = this.locked('exclusive', () => {
+      let ok: boolean
+      try {
+        ok = this.transaction(true, (txn) => txn.put(k, v, noOverwrite))
+      } catch (err) {
+        this.fail('error updating', err)
+      }
+      this.refreshStamp()
+      return ok
+    })
+    const decide = (ok: boolean): boolean => {
+      if (ok) return true
+      if (this.flags & DICT_FLAG.DUP_IGNORE) return false
+      const message = `${this.type}:${this.name}: duplicate entry: "${key}"`
+      if (this.flags & DICT_FLAG.DUP_WARN) {
+        this.log.warning(message)
+        return false
+      }
+      throw new TableError('config', message)
     }
-    this.refreshStamp()
-    if (stored) return true
-    if (this.flags & DICT_FLAG.DUP_IGNORE) return false
-    const message = `${this.type}:${this.name}: duplicate entry: "${key}"`
-    if (this.flags & DICT_FLAG.DUP_WARN) {
-      this.log?.warning(message)
-      return false
-    }
-    throw new TableError('config', message)
+    return stored instanceof Promise ? stored.then(decide) : decide(stored)
   }
 
-  /** Where update() reports duplicates (set by the opener). */
-  log?: OpenOptions['log']
-
-  delete(key: string): boolean {
+  delete(key: string): boolean | Promise<boolean> {
     key = this.fold(key)
-    const remove = (k: string): boolean =>
-      k.length > 0 && this.db.transactionSync(() => this.db.getBinary(bytes(k)) !== undefined && (void this.db.remove(bytes(k)), true))
-    let removed = false
-    try {
-      if (this.flags & DICT_FLAG.TRY1NULL) {
-        removed = remove(key + '\0')
-        if (removed) this.flags &= ~DICT_FLAG.TRY0NULL
+    return this.locked('exclusive', () => {
+      const del = (k: string): boolean => k.length > 0 && this.transaction(true, (txn) => txn.del(bytes(k)))
+      let removed = false
+      try {
+        if (this.flags & DICT_FLAG.TRY1NULL) {
+          removed = del(key + '\0')
+          if (removed) this.flags &= ~DICT_FLAG.TRY0NULL
+        }
+        if (!removed && (this.flags & DICT_FLAG.TRY0NULL)) {
+          removed = del(key)
+          if (removed) this.flags &= ~DICT_FLAG.TRY1NULL
+        }
+      } catch (err) {
+        this.fail('error deleting from', err)
       }
-      if (!removed && (this.flags & DICT_FLAG.TRY0NULL)) {
-        removed = remove(key)
-        if (removed) this.flags &= ~DICT_FLAG.TRY1NULL
-      }
-    } catch (err) {
-      this.fail('error deleting from', err)
-    }
-    if (removed) this.refreshStamp()
-    return removed
+      if (removed) this.refreshStamp()
+      return removed
+    })
   }
 
-  /**
-   * MDB_FIRST / MDB_NEXT in key (byte) order. Postfix keeps one LMDB cursor per table;
-   * each of our callers has its own position instead: the last key it was given, from
-   * which `next` continues in a fresh read, so that updates in between are seen as
-   * Postfix's own cursor would see them (after a write, slmdb re-seeks the saved key).
-   * Keys and values are returned as C strings (up to the first NUL), as Postfix does.
-   */
-  sequence(fn: SequenceFunction, cursor: SequenceCursor): readonly [string, string] | undefined {
-    let state = cursor.state as LmdbSequenceState | undefined
-    if (fn === 'next' && state?.table !== this) return undefined
-    let entry: {key: Buffer; value: Buffer} | undefined
-    try {
-      const range = fn === 'first' || !state
-        ? this.db.getRange({limit: 1})
-        : this.db.getRange({start: state.last, limit: 2})
-      for (const e of range) {
-        if (fn === 'next' && state && Buffer.compare(e.key, state.last) <= 0) continue
-        entry = {key: Buffer.from(e.key), value: Buffer.from(e.value)}
-        break
+  sequence(fn: SequenceFunction, cursor: SequenceCursor): readonly [string, string] | undefined | Promise<readonly [string, string] | undefined> {
+    const previous = cursor.state as LmdbSequenceState | undefined
+    const state = previous?.table === this ? previous : undefined
+    if (fn === 'next' && !state) return undefined
+    const c = this.addon.constants
+    return this.locked('shared', () => {
+      let entry: [Buffer, Buffer] | undefined
+      try {
+        entry = this.transaction(false, (txn) => {
+          if (fn === 'first' || !state) return txn.cursorGet(c.MDB_FIRST)
+          const at = txn.cursorGet(c.MDB_SET_RANGE, state.last)
+          return at && at[0].equals(state.last) ? txn.cursorGet(c.MDB_NEXT) : at
+        })
+      } catch (err) {
+        this.fail('error seeking', err)
       }
-    } catch (err) {
-      this.fail('error seeking', err)
-    }
-    if (!entry) {
-      if (state?.table === this) cursor.state = undefined
-      return undefined
-    }
-    state = {table: this, last: entry.key}
-    cursor.state = state
-    return [text(entry.key), text(entry.value)]
+      if (!entry) {
+        if (cursor.state === state) cursor.state = undefined
+        return undefined
+      }
+      cursor.state = {table: this, last: entry[0]} satisfies LmdbSequenceState
+      return [text(entry[0]), text(entry[1])] as const
+    })
   }
 
   private refreshStamp(): void {
     // Our own writes do not make the table "changed" for the process that made them.
-    if (this.stamp) this.stamp = statStamp(this.mdbPath) ?? this.stamp
+    try {
+      this.stamp = stampOf(fstatSync(this.fd, {bigint: true}))
+    } catch {
+      // keep the old stamp: changed() will then say so
+    }
   }
 
   changed(): boolean {
-    return this.stamp !== undefined && fileChanged(this.mdbPath, this.stamp)
+    return fileChanged(this.mdbPath, this.stamp)
   }
 
-  async close(): Promise<void> {
+  close(): void {
     if (this.closed) return
     this.closed = true
-    const key = envKey(this.mdbPath, this.readOnly)
-    const shared = openEnvs.get(key)
-    if (shared && shared.db === this.db && --shared.users === 0) {
-      openEnvs.delete(key)
-      await this.db.close()
-    }
+    this.env.close()
   }
 }
 
-function statStamp(path: string): FileStamp | undefined {
+function loadAddon(): PostfixNative {
   try {
-    return stampOf(statSync(pathBytes(path), {bigint: true}))
-  } catch {
-    return undefined
+    return loadNative()
+  } catch (err) {
+    throw new TableError('config', (err as Error).message)
   }
 }
 
@@ -261,64 +340,44 @@ function mapSizeFor(configured: string, fileSize: number): number {
   return fileSize > size - SLMDB_FUDGE ? fileSize + SLMDB_FUDGE : size
 }
 
+function fileSizeOf(mdbPath: string): number {
+  try {
+    return Number(statSync(pathBytes(mdbPath), {bigint: true}).size)
+  } catch {
+    return 0 // slmdb: a failing stat() leaves the configured size
+  }
+}
+
 /**
  * Open as dict_lmdb_open() does: read mode needs an existing file; write mode
  * (proxywrite, update, delete) creates it. A failed open is a retry error with Postfix's
  * "open database X.lmdb: reason" text (the registry substitutes a surrogate table).
- * Tables on one file and in one mode share one lmdb-js environment (LMDB advises against
- * opening one file twice in a process; a read-only and a read-write open still do).
  */
 export const lmdbType: TableType = {
   type: 'lmdb',
   async open(path: string, options: OpenOptions): Promise<Table> {
-    const lmdb = await loadLmdb()
+    const addon = loadAddon()
     const mdbPath = path + LMDB_SUFFIX
-    let fileSize = 0
-    let stamp: FileStamp | undefined
-    try {
-      const st = await fsp.stat(pathBytes(mdbPath), {bigint: true})
-      fileSize = Number(st.size)
-      stamp = stampOf(st)
-      if (options.dictFlags & DICT_FLAG.LOCK) await warnIfOlderThanSource(mdbPath, st.mtimeNs, path, options.log)
-    } catch (err) {
-      // lmdb-js would create missing directories; Postfix fails instead.
-      const missing = (err as NodeJS.ErrnoException).code === 'ENOENT'
-      if (!missing || options.mode === 'read') throw new TableError('retry', `open database ${mdbPath}: ${strerror(err)}`)
-      try {
-        await fsp.access(pathBytes(pathModule.dirname(mdbPath)))
-      } catch (dirErr) {
-        throw new TableError('retry', `open database ${mdbPath}: ${strerror(dirErr)}`)
-      }
-    }
-
     const readOnly = options.mode === 'read'
-    const key = envKey(mdbPath, readOnly)
-    let shared = openEnvs.get(key)
-    if (!shared) {
-      let db: LmdbDatabase
-      try {
-        db = lmdb.open<Buffer, Buffer>({
-          path: mdbPath,
-          noSubdir: true,
-          readOnly,
-          keyEncoding: 'binary',
-          encoding: 'binary',
-          cache: false,
-          compression: false,
-          mapSize: mapSizeFor(options.config.get('lmdb_map_size'), fileSize),
-        })
-      } catch (err) {
-        throw new TableError('retry', `open database ${mdbPath}: ${strerror(err)}`)
-      }
-      // (another open may have raced us across the awaits above)
-      shared = openEnvs.get(key) ?? {db, users: 0}
-      openEnvs.set(key, shared)
-      if (shared.db !== db) await db.close()
+    const mapSize = mapSizeFor(options.config.get('lmdb_map_size'), fileSizeOf(mdbPath))
+    let env: NativeLmdbEnv
+    try {
+      env = addon.lmdbOpen(pathBytes(mdbPath), readOnly, mapSize)
+    } catch (err) {
+      throw new TableError('retry', `open database ${mdbPath}: ${reasonOf(err)}`)
     }
-    shared.users++
-    if (!stamp) stamp = statStamp(mdbPath)
-    const table = new LmdbTable(path, mdbPath, shared.db, readOnly, options.dictFlags, stamp)
-    table.log = options.log
+    let fd: number
+    let stamp: FileStamp
+    try {
+      fd = env.fd()
+      stamp = stampOf(fstatSync(fd, {bigint: true}))
+    } catch (err) {
+      env.close()
+      // Postfix: msg_fatal("dict_lmdb_open: fstat: %m")
+      throw new TableError('retry', `open database ${mdbPath}: ${reasonOf(err)}`)
+    }
+    const table = new LmdbTable(path, mdbPath, addon, env, fd, readOnly, mapSize, stamp, options.dictFlags, options.log)
+    if (options.dictFlags & DICT_FLAG.LOCK) await warnIfOlderThanSource(mdbPath, stamp.mtimeNs, path, options.log)
     if (needUtf8Activation(options.config, options.dictFlags)) activateUtf8(table, options.log)
     return table
   },
