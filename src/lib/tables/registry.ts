@@ -24,6 +24,7 @@ import {mysqlType} from './mysql.js'
 import {pgsqlType} from './pgsql.js'
 import {socketmapType} from './socketmap.js'
 import {tcpType} from './tcp.js'
+import {memcacheType} from './memcache.js'
 
 const BUILTIN_TYPES: readonly TableType[] = [
   texthashType,
@@ -38,7 +39,7 @@ const BUILTIN_TYPES: readonly TableType[] = [
   pcreType,
   hashType, btreeType,
   unixType, environType, unionmapType, pipemapType, randmapType,
-  sqliteType, mysqlType, pgsqlType, socketmapType, tcpType,
+  sqliteType, mysqlType, pgsqlType, socketmapType, tcpType, memcacheType,
 ]
 
 export class TableRegistry {
