@@ -13,6 +13,7 @@
 //   LmdbEnv: begin(readOnly) setMapSize(size) mapSize() maxKeySize() fd() sync() close()
 //   LmdbTxn: get(key) put(key, value, noOverwrite) del(key) cursorGet(op, key) commit() abort()
 //   flock(fd, op) fcntlLock(fd, type, wait) chroot(path) setsid()
+//   dgramConnect(path) -> fd   dgramSend(fd, bytes)   (AF_UNIX datagrams: the postlog service)
 
 #include <napi.h>
 #include <db.h>
@@ -24,6 +25,8 @@
 #include <set>
 #include <string>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 namespace {
@@ -622,6 +625,31 @@ Napi::Value Setsid(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), sid);
 }
 
+Napi::Value DgramConnect(const Napi::CallbackInfo& info) {
+  std::string path = bytesArg(info, 0);
+  struct sockaddr_un sun;
+  if (path.size() >= sizeof(sun.sun_path)) throw errnoError(info.Env(), ENAMETOOLONG, "connect " + path);
+  memset(&sun, 0, sizeof(sun));
+  sun.sun_family = AF_UNIX;
+  memcpy(sun.sun_path, path.data(), path.size());
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw errnoError(info.Env(), errno, "socket");
+  if (connect(fd, reinterpret_cast<struct sockaddr*>(&sun), sizeof(sun)) < 0) {
+    int err = errno;
+    close(fd);
+    throw errnoError(info.Env(), err, "connect " + path);
+  }
+  return Napi::Number::New(info.Env(), fd);
+}
+
+Napi::Value DgramSend(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  std::string bytes = bytesArg(info, 1);
+  ssize_t n = send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT);
+  if (n < 0) throw errnoError(info.Env(), errno, "send");
+  return Napi::Number::New(info.Env(), static_cast<double>(n));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Db::constructor = new Napi::FunctionReference(Napi::Persistent(Db::Init(env)));
   Cursor::constructor = new Napi::FunctionReference(Napi::Persistent(Cursor::Init(env)));
@@ -633,6 +661,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fcntlLock", Napi::Function::New(env, FcntlLock));
   exports.Set("chroot", Napi::Function::New(env, Chroot));
   exports.Set("setsid", Napi::Function::New(env, Setsid));
+  exports.Set("dgramConnect", Napi::Function::New(env, DgramConnect));
+  exports.Set("dgramSend", Napi::Function::New(env, DgramSend));
 
   int major = 0, minor = 0, patch = 0;
   db_version(&major, &minor, &patch);

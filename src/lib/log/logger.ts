@@ -33,6 +33,22 @@ export class StreamSink implements LogSink {
   }
 }
 
+/**
+ * Postfix's postlog service (maillog_file): one datagram per record, the whole line
+ * without its newline, as msg_logger.c sends it; postlogd appends it to the file.
+ */
+export class PostlogSink implements LogSink {
+  private readonly host: string
+  constructor(private readonly send: (line: Buffer) => void, hostname: string) {
+    this.host = hostname.split('.')[0]
+  }
+  write(_severity: Severity, tag: string, text: string): void {
+    try {
+      this.send(Buffer.from(`${syslogTimestamp()} ${this.host} ${tag}: ${text}`, 'utf8'))
+    } catch { /* postlogd busy or gone: Postfix drops the record too */ }
+  }
+}
+
 /** Keeps records in memory: for tests and for commands that report them. */
 export class MemorySink implements LogSink {
   readonly lines: string[] = []

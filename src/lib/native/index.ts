@@ -109,6 +109,10 @@ export interface PostfixNative {
   chroot(path: Buffer): void
   /** setsid(): the new session id. */
   setsid(): number
+  /** A connected AF_UNIX datagram socket (Node has none): its descriptor. */
+  dgramConnect(path: Buffer): number
+  /** send() one datagram without blocking. */
+  dgramSend(fd: number, bytes: Buffer): number
   constants: {
     LOCK_SH: number
     LOCK_EX: number
@@ -208,4 +212,13 @@ export function chroot(dir: string | Buffer): void {
 
 export function setsid(): number {
   return loadNative().setsid()
+}
+
+/** Connect an AF_UNIX datagram socket, e.g. to Postfix's postlog service. */
+export function dgramConnect(socketPath: string): number {
+  return loadNative().dgramConnect(Buffer.from(socketPath, 'utf8'))
+}
+
+export function dgramSend(fd: number, bytes: Buffer): number {
+  return loadNative().dgramSend(fd, bytes)
 }

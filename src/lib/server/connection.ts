@@ -17,6 +17,11 @@ export interface ConnectionOptions {
   ipcTimeoutMs: number
   /** Called when the connection ends, for bookkeeping (max_use, status). */
   onClose?: () => void
+  /**
+   * Postfix's daemon_timeout: the longest one request may take. Postfix's watchdog kills
+   * the whole process; we answer that request RETRY and keep serving the others.
+   */
+  daemonTimeoutMs?: number
 }
 
 export function serveConnection(socket: net.Socket, service: ProxymapService, options: ConnectionOptions): void {
@@ -63,12 +68,23 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
           const reply = service.handle(req, session)
           if (reply instanceof Promise) {
             busy = true
-            reply.then(r => send(encodeReply(req.request, req.dialect, r)), (err: Error) => {
-              log.warning(`${req.request} ${req.table}: ${err.message}`)
-              send(encodeReply(req.request, req.dialect, {status: PROXY_STAT.RETRY}))
-            }).finally(() => {
+            let answered = false
+            const answer = (bytes: Buffer): void => {
+              if (answered) return
+              answered = true
+              clearTimeout(watchdog)
+              send(bytes)
               busy = false
               drain()
+            }
+            const watchdog = options.daemonTimeoutMs ? setTimeout(() => {
+              log.warning(`${req.request} ${req.table}: no answer within daemon_timeout (${options.daemonTimeoutMs! / 1000}s) -- replying RETRY`)
+              answer(encodeReply(req.request, req.dialect, {status: PROXY_STAT.RETRY}))
+            }, options.daemonTimeoutMs) : undefined
+            watchdog?.unref()
+            reply.then(r => answer(encodeReply(req.request, req.dialect, r)), (err: Error) => {
+              log.warning(`${req.request} ${req.table}: ${err.message}`)
+              answer(encodeReply(req.request, req.dialect, {status: PROXY_STAT.RETRY}))
             })
             return
           }

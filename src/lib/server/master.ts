@@ -4,11 +4,12 @@
 
 import fs from 'node:fs'
 import net from 'node:net'
+import path from 'node:path'
 import {loadMainConfig, resolveConfigDir} from '../config/index.js'
 import type {MainConfig} from '../config/index.js'
-import {Logger, LogSink, StreamSink, SyslogSink} from '../log/logger.js'
+import {Logger, LogSink, PostlogSink, StreamSink, SyslogSink} from '../log/logger.js'
 import {defaultRegistry} from '../tables/registry.js'
-import {NATIVE_ADDON_PATH, chroot, nativeAvailable, setsid} from '../native/index.js'
+import {NATIVE_ADDON_PATH, chroot, dgramConnect, dgramSend, nativeAvailable, setsid} from '../native/index.js'
 import {becomeAccount, lookupAccount} from './privileges.js'
 import {ServiceKind} from './proxymap-service.js'
 import {createServiceServer, parseTimeMs} from './standalone.js'
@@ -91,12 +92,20 @@ export function startedByMaster(env: NodeJS.ProcessEnv = process.env): boolean {
 
 function logSinks(config: MainConfig): LogSink[] {
   const maillog = config.get('maillog_file')
-  if (maillog) {
-    // Opened before dropping privileges, as postlogd would hold it.
-    const fd = fs.openSync(maillog, 'a', 0o644)
-    return [new StreamSink(fs.createWriteStream('', {fd}), config.get('myhostname'))]
+  if (!maillog) return [new SyslogSink()]
+  const hostname = process.env.POSTLOG_HOSTNAME || config.get('myhostname')
+  // Through the postlog service, as Postfix daemons log when maillog_file is set; connected
+  // now, before the privilege drop and the chroot, and kept for the life of the process.
+  const service = process.env.POSTLOG_SERVICE
+    || path.join(config.get('queue_directory'), 'public', config.get('postlog_service_name') || 'postlog')
+  if (nativeAvailable()) {
+    try {
+      const fd = dgramConnect(service)
+      return [new PostlogSink(line => { dgramSend(fd, line) }, hostname)]
+    } catch { /* no postlogd listening: write the file ourselves */ }
   }
-  return [new SyslogSink()]
+  const fd = fs.openSync(maillog, 'a', 0o644)
+  return [new StreamSink(fs.createWriteStream('', {fd}), hostname)]
 }
 
 /**

@@ -70,16 +70,22 @@ export interface ServiceServerOptions {
   ipcTimeoutMs: number
 }
 
+/** Postfix's daemon_timeout, the per-request limit (default 18000s). */
+export function daemonTimeoutMs(config: MainConfig): number {
+  return parseTimeMs(config.get('daemon_timeout') || '18000s')
+}
+
 /** A listening-socket server for one service (proxymap or proxywrite); not yet listening. */
 export function createServiceServer(options: ServiceServerOptions, connections: Set<net.Socket>,
   hooks: {onConnect?: () => void; onClose?: () => void} = {}): net.Server {
   const {kind, config, log, registry, ipcTimeoutMs} = options
   const service = new ProxymapService({kind, policy: AccessPolicy.fromConfig(config), registry, config, log})
+  const requestLimitMs = daemonTimeoutMs(config)
   return net.createServer(socket => {
     connections.add(socket)
     hooks.onConnect?.()
     service.checkForChangedTables()
-    serveConnection(socket, service, {log, ipcTimeoutMs, onClose: () => {
+    serveConnection(socket, service, {log, ipcTimeoutMs, daemonTimeoutMs: requestLimitMs, onClose: () => {
       connections.delete(socket)
       hooks.onClose?.()
     }})
