@@ -32,10 +32,13 @@
 import {closeSync, fstatSync, openSync} from 'node:fs'
 import * as pathModule from 'node:path'
 import {DICT_FLAG} from '../protocol/constants.js'
-import {flock, isNativeError, loadNative, LockOperation, NativeCursor, NativeDb, PostfixNative} from '../native/index.js'
+import {flock, NativeCursor, NativeDb} from '../native/index.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
-import {cString, FileStamp, fileChanged, pathBytes, stampOf, strerror} from './source-file.js'
-import {warnIfOlderThanSource} from './cdb.js'
+import {FileStamp, fileChanged, pathBytes, stampOf, strerror} from './source-file.js'
+import {
+  bytes, loadAddon, noOverwrite, nulForUpdate, ownSequenceState, reasonOf, runLocked, setTableLock, settleDuplicate,
+  stampOfFd, text, tryNulConventions, waitBeforeLockAttempt, warnIfOlderThanSource, withNulDefaults,
+} from './file-db.js'
 import {OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableLog, TableType} from './table.js'
 
 export const DB_SUFFIX = '.db'
@@ -43,23 +46,12 @@ export const DB_SUFFIX = '.db'
 const HASH_NELEM = 4096
 /** Postfix's default berkeley_db_read_buffer_size. */
 const DEFAULT_READ_BUFFER = 128 * 1024
-/** How long to wait between attempts when another process holds a conflicting lock. */
-const LOCK_POLL_MS = [1, 2, 5, 10, 20, 50]
 
 type DbKind = 'hash' | 'btree'
-
-const bytes = (s: string): Buffer => Buffer.from(s, 'latin1')
-const text = (b: Buffer): string => cString(b.toString('latin1'))
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 interface DbSequenceState {
   table: BerkeleyDbTable
   cursor: NativeCursor
-}
-
-/** The text Postfix's %m prints for an addon or Node error. */
-function reasonOf(err: unknown): string {
-  return isNativeError(err) ? err.reason : strerror(err)
 }
 
 export class BerkeleyDbTable implements Table {
@@ -76,8 +68,7 @@ export class BerkeleyDbTable implements Table {
     dictFlags: number,
     private readonly log: TableLog,
   ) {
-    this.flags = dictFlags | DICT_FLAG.FIXED
-    if ((dictFlags & (DICT_FLAG.TRY0NULL | DICT_FLAG.TRY1NULL)) === 0) this.flags |= DICT_FLAG.TRY0NULL | DICT_FLAG.TRY1NULL
+    this.flags = withNulDefaults(dictFlags) | DICT_FLAG.FIXED
   }
 
   private fold(key: string): string {
@@ -90,52 +81,21 @@ export class BerkeleyDbTable implements Table {
     throw new TableError('retry', `${what} ${this.name}: ${reasonOf(err)}`)
   }
 
-  private setLock(operation: LockOperation, wait: boolean): boolean {
-    try {
-      return flock(this.fd, operation, wait)
-    } catch (err) {
-      throw new TableError('retry', `${this.name}: ${operation === 'none' ? 'unlock' : 'lock'} dictionary: ${reasonOf(err)}`)
-    }
-  }
-
-  /**
-   * Run `body` under a shared or exclusive flock() when the table has DICT_FLAG_LOCK.
-   * Synchronous when the lock is free; otherwise a promise that polls for it.
-   */
+  /** Run `body` under a shared or exclusive flock() when the table has DICT_FLAG_LOCK. */
   private locked<T>(operation: 'shared' | 'exclusive', body: () => T): T | Promise<T> {
-    if (this.closed) throw new TableError('retry', `${this.name}: table is closed`)
-    if (!(this.flags & DICT_FLAG.LOCK)) return body()
-    if (this.setLock(operation, false)) return this.thenUnlock(body)
-    return (async () => {
-      for (let attempt = 0; ; attempt++) {
-        await sleep(LOCK_POLL_MS[Math.min(attempt, LOCK_POLL_MS.length - 1)])
-        if (this.closed) throw new TableError('retry', `${this.name}: table is closed`)
-        if (this.setLock(operation, false)) return this.thenUnlock(body)
-      }
-    })()
-  }
-
-  private thenUnlock<T>(body: () => T): T {
-    try {
-      return body()
-    } finally {
-      this.setLock('none', true)
-    }
+    return runLocked({
+      enabled: (this.flags & DICT_FLAG.LOCK) !== 0,
+      isClosed: () => this.closed,
+      label: this.name,
+      setLock: (lockOperation, wait) => setTableLock(flock, this.fd, this.name, lockOperation, wait),
+    }, operation, body)
   }
 
   lookup(key: string): string | undefined | Promise<string | undefined> {
     key = this.fold(key)
     return this.locked('shared', () => {
       try {
-        let found: Buffer | undefined
-        if (this.flags & DICT_FLAG.TRY1NULL) {
-          found = this.db.get(bytes(key + '\0'))
-          if (found) this.flags &= ~DICT_FLAG.TRY0NULL
-        }
-        if (!found && (this.flags & DICT_FLAG.TRY0NULL)) {
-          found = this.db.get(bytes(key))
-          if (found) this.flags &= ~DICT_FLAG.TRY1NULL
-        }
+        const found = tryNulConventions(this, key, (k) => this.db.get(bytes(k)))
         return found ? text(found) : undefined
       } catch (err) {
         this.fail('error reading', err)
@@ -146,30 +106,19 @@ export class BerkeleyDbTable implements Table {
   /** Resolves true when stored; false when an existing key was kept (DUP_IGNORE/DUP_WARN). */
   update(key: string, value: string): boolean | Promise<boolean> {
     key = this.fold(key)
-    if ((this.flags & DICT_FLAG.TRY1NULL) && (this.flags & DICT_FLAG.TRY0NULL)) this.flags &= ~DICT_FLAG.TRY0NULL
-    const nul = this.flags & DICT_FLAG.TRY1NULL ? '\0' : ''
-    const noOverwrite = (this.flags & DICT_FLAG.DUP_REPLACE) === 0
+    const nul = nulForUpdate(this)
+    const keepExisting = noOverwrite(this.flags)
     const stored = this.locked('exclusive', () => {
       let ok: boolean
       try {
-        ok = this.db.put(bytes(key + nul), bytes(value + nul), noOverwrite)
+        ok = this.db.put(bytes(key + nul), bytes(value + nul), keepExisting)
       } catch (err) {
         this.fail('error writing', err)
       }
       this.syncIfAsked()
       return ok
     })
-    const decide = (ok: boolean): boolean => {
-      if (ok) return true
-      if (this.flags & DICT_FLAG.DUP_IGNORE) return false
-      const message = `${this.name}: duplicate entry: "${key}"`
-      if (this.flags & DICT_FLAG.DUP_WARN) {
-        this.log.warning(message)
-        return false
-      }
-      throw new TableError('config', message)
-    }
-    return stored instanceof Promise ? stored.then(decide) : decide(stored)
+    return settleDuplicate(stored, this, this.name, key, this.log)
   }
 
   delete(key: string): boolean | Promise<boolean> {
@@ -177,14 +126,7 @@ export class BerkeleyDbTable implements Table {
     return this.locked('exclusive', () => {
       let removed = false
       try {
-        if (this.flags & DICT_FLAG.TRY1NULL) {
-          removed = this.db.del(bytes(key + '\0'))
-          if (removed) this.flags &= ~DICT_FLAG.TRY0NULL
-        }
-        if (!removed && (this.flags & DICT_FLAG.TRY0NULL)) {
-          removed = this.db.del(bytes(key))
-          if (removed) this.flags &= ~DICT_FLAG.TRY1NULL
-        }
+        removed = tryNulConventions(this, key, (k) => this.db.del(bytes(k))) === true
       } catch (err) {
         this.fail('error deleting from', err)
       }
@@ -206,8 +148,7 @@ export class BerkeleyDbTable implements Table {
   }
 
   sequence(fn: SequenceFunction, cursor: SequenceCursor): readonly [string, string] | undefined | Promise<readonly [string, string] | undefined> {
-    let state = cursor.state as DbSequenceState | undefined
-    if (state?.table !== this) state = undefined
+    let state = ownSequenceState<DbSequenceState>(cursor, this)
     if (fn === 'next' && !state) return undefined
     if (fn === 'first') {
       state?.cursor.close()
@@ -236,11 +177,7 @@ export class BerkeleyDbTable implements Table {
   }
 
   private refreshStamp(): void {
-    try {
-      this.stamp = stampOf(fstatSync(this.fd, {bigint: true}))
-    } catch {
-      // keep the old stamp: changed() will then say so
-    }
+    this.stamp = stampOfFd(this.fd, this.stamp)
   }
 
   changed(): boolean {
@@ -253,14 +190,6 @@ export class BerkeleyDbTable implements Table {
     // Postfix: sync, then close; a failing close is only reported.
     const status = this.db.close()
     if (status !== 0) this.log.info(`close database ${this.name}: error ${status} (possible Berkeley DB bug)`)
-  }
-}
-
-function loadAddon(): PostfixNative {
-  try {
-    return loadNative()
-  } catch (err) {
-    throw new TableError('config', (err as Error).message)
   }
 }
 
@@ -279,7 +208,7 @@ async function sharedLockForOpen(fd: number, dbPath: string): Promise<void> {
       throw new TableError('retry', `shared-lock database ${dbPath} for open: ${reasonOf(err)}`)
     }
     if (got) return
-    await sleep(LOCK_POLL_MS[Math.min(attempt, LOCK_POLL_MS.length - 1)])
+    await waitBeforeLockAttempt(attempt)
   }
 }
 

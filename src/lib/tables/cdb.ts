@@ -15,6 +15,10 @@ import {DICT_FLAG} from '../protocol/constants.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {FileStamp, fileChanged, pathBytes, readBinaryFile, stampOf, strerror} from './source-file.js'
 import {OpenOptions, Table, TableError, TableLog, TableType} from './table.js'
+import {bytes, text, tryNulConventions, warnIfOlderThanSource, withNulDefaults} from './file-db.js'
+
+// Shared with hash, btree and lmdb; still exported from here, where it was first defined.
+export {warnIfOlderThanSource} from './file-db.js'
 
 export const CDB_SUFFIX = '.cdb'
 export const CDB_TMP_SUFFIX = '.cdb.tmp'
@@ -166,22 +170,14 @@ export class CdbTable implements Table {
     private readonly stamp: FileStamp,
     dictFlags: number,
   ) {
-    if ((dictFlags & (DICT_FLAG.TRY0NULL | DICT_FLAG.TRY1NULL)) === 0) dictFlags |= DICT_FLAG.TRY0NULL | DICT_FLAG.TRY1NULL
-    this.flags = dictFlags | DICT_FLAG.FIXED
+    this.flags = withNulDefaults(dictFlags) | DICT_FLAG.FIXED
   }
 
   lookup(key: string): string | undefined {
     if (this.flags & DICT_FLAG.FOLD_FIX) key = lowercaseAscii(key)
     let found: Buffer | undefined
     try {
-      if (this.flags & DICT_FLAG.TRY1NULL) {
-        found = cdbFind(this.db, Buffer.from(key + '\0', 'latin1'))
-        if (found) this.flags &= ~DICT_FLAG.TRY0NULL
-      }
-      if (!found && (this.flags & DICT_FLAG.TRY0NULL)) {
-        found = cdbFind(this.db, Buffer.from(key, 'latin1'))
-        if (found) this.flags &= ~DICT_FLAG.TRY1NULL
-      }
+      found = tryNulConventions(this, key, (k) => cdbFind(this.db, bytes(k)))
     } catch (err) {
       // Postfix: msg_fatal("error reading %s: %m"); a proxymap client gets a retry.
       throw new TableError('retry', `error reading ${this.name}: ${(err as Error).message}`)
@@ -189,29 +185,11 @@ export class CdbTable implements Table {
     if (!found) return undefined
     // Postfix returns the value as a C string: it ends at its first NUL (the trailing one
     // of a TRY1NULL file, or any embedded one).
-    const value = found.toString('latin1')
-    const nul = value.indexOf('\0')
-    return nul < 0 ? value : value.slice(0, nul)
+    return text(found)
   }
 
   changed(): boolean {
     return fileChanged(this.name, this.stamp)
-  }
-}
-
-/**
- * Warn as Postfix does when the source file is newer than the indexed file, unless the
- * source changed in the last 100 seconds (it may be being edited before a postmap run).
- */
-export async function warnIfOlderThanSource(dbPath: string, dbMtimeNs: bigint, sourcePath: string, log: TableLog): Promise<void> {
-  try {
-    const source = await fsp.stat(pathBytes(sourcePath), {bigint: true})
-    const sourceMtime = source.mtimeNs / 1_000_000_000n
-    const dbMtime = dbMtimeNs / 1_000_000_000n
-    if (sourceMtime > dbMtime && sourceMtime < BigInt(Math.floor(Date.now() / 1000) - 100))
-      log.warning(`database ${dbPath} is older than source file ${sourcePath}`)
-  } catch {
-    // no source file: nothing to compare
   }
 }
 

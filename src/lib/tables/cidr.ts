@@ -2,11 +2,10 @@
 // (Postfix dict_cidr.c on cidr_match.c; format: cidr_table(5)).
 
 import {DICT_FLAG} from '../protocol/constants.js'
-import {activateUtf8, needUtf8Activation} from './fold.js'
 import {isSpaceChar, trimSpace} from '../util/chars.js'
-import {cString, FileStamp, fileChanged, filesToBase64, logicalLines} from './source-file.js'
-import {readPatternSource} from './regexp.js'
-import {OpenOptions, Table, TableError, TableType} from './table.js'
+import {cString, filesToBase64} from './source-file.js'
+import {isEndifStatement, isIfStatement, loadRules, openPatternTable, PatternTable, searchRules, skipNegations} from './pattern-rules.js'
+import {OpenOptions, Table, TableType} from './table.js'
 
 type CidrOp = 'match' | 'if' | 'endif'
 
@@ -194,36 +193,20 @@ function ruleMatches(rule: CidrRule, family: 4 | 6, addr: Uint8Array): boolean {
   return rule.match === true
 }
 
-export class CidrTable implements Table {
+export class CidrTable extends PatternTable {
   readonly type = 'cidr'
-  flags: number
-  stamp?: FileStamp
 
-  constructor(readonly name: string, private readonly rules: CidrRule[], dictFlags: number) {
-    this.flags = dictFlags | DICT_FLAG.PATTERN
+  constructor(name: string, private readonly rules: CidrRule[], dictFlags: number) {
+    super(name, dictFlags)
   }
 
   lookup(key: string): string | undefined {
     const family = familyOf(key)
     const addr = parseAddress(family, key)
     if (!addr) return undefined
-    const rules = this.rules
-    for (let i = 0; i < rules.length; i++) {
-      const rule = rules[i]
-      if (rule.op === 'match') {
-        if (ruleMatches(rule, family, addr)) return rule.value
-      } else if (rule.op === 'if') {
-        // A failed IF skips to its ENDIF; an IF without ENDIF ends the search.
-        if (rule.family === family && ruleMatches(rule, family, addr)) continue
-        if (rule.end === undefined || rule.end < 0) return undefined
-        i = rule.end
-      }
-    }
-    return undefined
-  }
-
-  changed(): boolean {
-    return this.stamp !== undefined && fileChanged(this.name, this.stamp)
+    // A failed IF skips to its ENDIF; an IF without ENDIF ends the search.
+    return searchRules(this.rules, (rule) => (ruleMatches(rule, family, addr) ? rule.value : undefined),
+      (rule) => rule.family === family && ruleMatches(rule, family, addr))
   }
 }
 
@@ -233,22 +216,18 @@ async function parseRule(line: string, nesting: number, dictFlags: number): Prom
   let match = true
   let rule: CidrRule
   const negations = (): void => {
-    let i = 0
-    for (; i < p.length; i++) {
-      if (p[i] === '!') match = !match
-      else if (!isSpaceChar(p[i])) break
-    }
-    p = p.slice(i)
+    const skipped = skipNegations(p, 0)
+    match = skipped.match
+    p = p.slice(skipped.pos)
   }
-  const isAlnum = (ch: string | undefined): boolean => ch !== undefined && /^[A-Za-z0-9]$/.test(ch)
-  if (/^if/i.test(p) && !isAlnum(p[2])) {
+  if (isIfStatement(p)) {
     p = p.slice(2)
     negations()
     if (p.length === 0) return {error: 'no address pattern'}
     const parsed = parseCidrPattern(trimSpace(p))
     if ('error' in parsed) return parsed
     rule = {op: 'if', lineno: 0, ...parsed, match, value: '', end: -1}
-  } else if (/^endif/i.test(p) && !isAlnum(p[5])) {
+  } else if (isEndifStatement(p)) {
     if (trimSpace(p.slice(5)).length > 0) return {error: 'garbage after ENDIF'}
     if (nesting === 0) return {error: 'ENDIF without IF'}
     return {op: 'endif', lineno: 0}
@@ -280,28 +259,15 @@ async function parseRule(line: string, nesting: number, dictFlags: number): Prom
 export const cidrType: TableType = {
   type: 'cidr',
   async open(name: string, options: OpenOptions): Promise<Table> {
-    if (options.mode !== 'read') throw new TableError('config', `cidr:${name} map requires O_RDONLY access mode`)
-    const source = await readPatternSource('cidr', name)
-    const warn = (message: string): void => options.log.warning(message)
-    const rules: CidrRule[] = []
-    const stack: number[] = []
-    for (const {text, lineno} of logicalLines(source.content, name, warn)) {
-      const parsed = await parseRule(cString(text), stack.length, options.dictFlags)
-      if ('error' in parsed) {
+    return openPatternTable('cidr', name, options, async (content) => {
+      const warn = (message: string): void => options.log.warning(message)
+      const rules = await loadRules('cidr', name, content, warn, async (text, lineno, nesting) => {
+        const parsed = await parseRule(cString(text), nesting, options.dictFlags)
+        if (!('error' in parsed)) return parsed
         warn(`cidr map ${name}, line ${lineno}: ${parsed.error}: skipping this rule`)
-        continue
-      }
-      parsed.lineno = lineno
-      if (parsed.op === 'if') stack.push(rules.length)
-      else if (parsed.op === 'endif') rules[stack.pop() as number].end = rules.length
-      rules.push(parsed)
-    }
-    while (stack.length > 0) {
-      const rule = rules[stack.pop() as number]
-      warn(`cidr map ${name}, line ${rule.lineno}: IF has no matching ENDIF`)
-    }
-    const table = new CidrTable(name, rules, options.dictFlags)
-    table.stamp = source.stamp
-    return needUtf8Activation(options.config, options.dictFlags) ? activateUtf8(table, options.log) : table
+        return undefined
+      })
+      return new CidrTable(name, rules, options.dictFlags)
+    })
   },
 }

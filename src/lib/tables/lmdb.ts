@@ -46,10 +46,13 @@
 
 import {fstatSync, statSync} from 'node:fs'
 import {DICT_FLAG} from '../protocol/constants.js'
-import {fcntlLock, isNativeError, loadNative, LockOperation, NativeLmdbEnv, NativeLmdbTxn, PostfixNative} from '../native/index.js'
+import {fcntlLock, isNativeError, NativeLmdbEnv, NativeLmdbTxn, PostfixNative} from '../native/index.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
-import {cString, FileStamp, fileChanged, pathBytes, stampOf, strerror} from './source-file.js'
-import {warnIfOlderThanSource} from './cdb.js'
+import {FileStamp, fileChanged, pathBytes, stampOf} from './source-file.js'
+import {
+  bytes, loadAddon, noOverwrite, nulForUpdate, ownSequenceState, reasonOf, runLocked, setTableLock, settleDuplicate,
+  stampOfFd, text, tryNulConventions, warnIfOlderThanSource, withNulDefaults,
+} from './file-db.js'
 import {OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableLog, TableType} from './table.js'
 
 export const LMDB_SUFFIX = '.lmdb'
@@ -63,22 +66,11 @@ const MAP_SIZE_INCREMENT = 2
 const MAP_SIZE_MAX = Number.MAX_SAFE_INTEGER
 /** dict_lmdb's DICT_LMDB_API_RETRY_LIMIT: recoveries per operation (slmdb: count < limit). */
 const API_RETRY_LIMIT = 2
-/** How long to wait between attempts when another process holds a conflicting lock. */
-const LOCK_POLL_MS = [1, 2, 5, 10, 20, 50]
-
-const bytes = (s: string): Buffer => Buffer.from(s, 'latin1')
-const text = (b: Buffer): string => cString(b.toString('latin1'))
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 interface LmdbSequenceState {
   table: LmdbTable
   /** The raw key returned last; `next` continues after it. */
   last: Buffer
-}
-
-/** The text Postfix prints for an addon (mdb_strerror()) or Node error. */
-function reasonOf(err: unknown): string {
-  return isNativeError(err) ? err.reason : strerror(err)
 }
 
 export class LmdbTable implements Table {
@@ -98,8 +90,7 @@ export class LmdbTable implements Table {
     dictFlags: number,
     private readonly log: TableLog,
   ) {
-    this.flags = dictFlags | DICT_FLAG.FIXED | DICT_FLAG.MULTI_WRITER
-    if ((dictFlags & (DICT_FLAG.TRY0NULL | DICT_FLAG.TRY1NULL)) === 0) this.flags |= DICT_FLAG.TRY0NULL | DICT_FLAG.TRY1NULL
+    this.flags = withNulDefaults(dictFlags) | DICT_FLAG.FIXED | DICT_FLAG.MULTI_WRITER
   }
 
   private fold(key: string): string {
@@ -114,37 +105,17 @@ export class LmdbTable implements Table {
 
   // ------------------------------------------------------------------ locks
 
-  private setLock(operation: LockOperation, wait: boolean): boolean {
-    try {
-      return fcntlLock(this.fd, operation, wait)
-    } catch (err) {
-      throw new TableError('retry', `${this.name}: ${operation === 'none' ? 'unlock' : 'lock'} dictionary: ${reasonOf(err)}`)
-    }
-  }
-
   /**
    * Run `body` under a shared (F_RDLCK) or exclusive (F_WRLCK) fcntl() lock when the table
-   * has DICT_FLAG_LOCK. Synchronous when the lock is free; otherwise a promise that polls.
+   * has DICT_FLAG_LOCK.
    */
   private locked<T>(operation: 'shared' | 'exclusive', body: () => T): T | Promise<T> {
-    if (this.closed) throw new TableError('retry', `${this.type}:${this.name}: table is closed`)
-    if (!(this.flags & DICT_FLAG.LOCK)) return body()
-    if (this.setLock(operation, false)) return this.thenUnlock(body)
-    return (async () => {
-      for (let attempt = 0; ; attempt++) {
-        await sleep(LOCK_POLL_MS[Math.min(attempt, LOCK_POLL_MS.length - 1)])
-        if (this.closed) throw new TableError('retry', `${this.type}:${this.name}: table is closed`)
-        if (this.setLock(operation, false)) return this.thenUnlock(body)
-      }
-    })()
-  }
-
-  private thenUnlock<T>(body: () => T): T {
-    try {
-      return body()
-    } finally {
-      this.setLock('none', true)
-    }
+    return runLocked({
+      enabled: (this.flags & DICT_FLAG.LOCK) !== 0,
+      isClosed: () => this.closed,
+      label: `${this.type}:${this.name}`,
+      setLock: (lockOperation, wait) => setTableLock(fcntlLock, this.fd, this.name, lockOperation, wait),
+    }, operation, body)
   }
 
   // ------------------------------------------------------------ transactions
@@ -207,15 +178,7 @@ export class LmdbTable implements Table {
       const get = (k: string): Buffer | undefined =>
         k.length === 0 ? undefined : this.transaction(false, (txn) => txn.get(bytes(k)))
       try {
-        let found: Buffer | undefined
-        if (this.flags & DICT_FLAG.TRY1NULL) {
-          found = get(key + '\0')
-          if (found) this.flags &= ~DICT_FLAG.TRY0NULL
-        }
-        if (!found && (this.flags & DICT_FLAG.TRY0NULL)) {
-          found = get(key)
-          if (found) this.flags &= ~DICT_FLAG.TRY1NULL
-        }
+        const found = tryNulConventions(this, key, get)
         return found ? text(found) : undefined
       } catch (err) {
         this.fail('error reading', err)
@@ -229,32 +192,21 @@ export class LmdbTable implements Table {
    */
   update(key: string, value: string): boolean | Promise<boolean> {
     key = this.fold(key)
-    if ((this.flags & DICT_FLAG.TRY1NULL) && (this.flags & DICT_FLAG.TRY0NULL)) this.flags &= ~DICT_FLAG.TRY0NULL
-    const nul = this.flags & DICT_FLAG.TRY1NULL ? '\0' : ''
+    const nul = nulForUpdate(this)
     const k = bytes(key + nul)
     const v = bytes(value + nul)
-    const noOverwrite = (this.flags & DICT_FLAG.DUP_REPLACE) === 0
+    const keepExisting = noOverwrite(this.flags)
     const stored = this.locked('exclusive', () => {
       let ok: boolean
       try {
-        ok = this.transaction(true, (txn) => txn.put(k, v, noOverwrite))
+        ok = this.transaction(true, (txn) => txn.put(k, v, keepExisting))
       } catch (err) {
         this.fail('error updating', err)
       }
       this.refreshStamp()
       return ok
     })
-    const decide = (ok: boolean): boolean => {
-      if (ok) return true
-      if (this.flags & DICT_FLAG.DUP_IGNORE) return false
-      const message = `${this.type}:${this.name}: duplicate entry: "${key}"`
-      if (this.flags & DICT_FLAG.DUP_WARN) {
-        this.log.warning(message)
-        return false
-      }
-      throw new TableError('config', message)
-    }
-    return stored instanceof Promise ? stored.then(decide) : decide(stored)
+    return settleDuplicate(stored, this, `${this.type}:${this.name}`, key, this.log)
   }
 
   delete(key: string): boolean | Promise<boolean> {
@@ -263,14 +215,7 @@ export class LmdbTable implements Table {
       const del = (k: string): boolean => k.length > 0 && this.transaction(true, (txn) => txn.del(bytes(k)))
       let removed = false
       try {
-        if (this.flags & DICT_FLAG.TRY1NULL) {
-          removed = del(key + '\0')
-          if (removed) this.flags &= ~DICT_FLAG.TRY0NULL
-        }
-        if (!removed && (this.flags & DICT_FLAG.TRY0NULL)) {
-          removed = del(key)
-          if (removed) this.flags &= ~DICT_FLAG.TRY1NULL
-        }
+        removed = tryNulConventions(this, key, del) === true
       } catch (err) {
         this.fail('error deleting from', err)
       }
@@ -280,8 +225,7 @@ export class LmdbTable implements Table {
   }
 
   sequence(fn: SequenceFunction, cursor: SequenceCursor): readonly [string, string] | undefined | Promise<readonly [string, string] | undefined> {
-    const previous = cursor.state as LmdbSequenceState | undefined
-    const state = previous?.table === this ? previous : undefined
+    const state = ownSequenceState<LmdbSequenceState>(cursor, this)
     if (fn === 'next' && !state) return undefined
     const c = this.addon.constants
     return this.locked('shared', () => {
@@ -306,11 +250,7 @@ export class LmdbTable implements Table {
 
   private refreshStamp(): void {
     // Our own writes do not make the table "changed" for the process that made them.
-    try {
-      this.stamp = stampOf(fstatSync(this.fd, {bigint: true}))
-    } catch {
-      // keep the old stamp: changed() will then say so
-    }
+    this.stamp = stampOfFd(this.fd, this.stamp)
   }
 
   changed(): boolean {
@@ -321,14 +261,6 @@ export class LmdbTable implements Table {
     if (this.closed) return
     this.closed = true
     this.env.close()
-  }
-}
-
-function loadAddon(): PostfixNative {
-  try {
-    return loadNative()
-  } catch (err) {
-    throw new TableError('config', (err as Error).message)
   }
 }
 

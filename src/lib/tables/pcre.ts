@@ -24,11 +24,15 @@
 // repeated group, or a repeated group that can match the empty string).
 
 import {DICT_FLAG} from '../protocol/constants.js'
-import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
-import {isSpaceChar, trimSpace} from '../util/chars.js'
-import {cString, FileStamp, fileChanged, filesToBase64, logicalLines} from './source-file.js'
-import {OpenOptions, Table, TableError, TableLog, TableType} from './table.js'
-import {CLASSES, classOf, literal, parseReplacement, readPatternSource, type ReplacementPart} from './regexp.js'
+import {lowercaseAscii} from './fold.js'
+import {isSpaceChar} from '../util/chars.js'
+import {cString} from './source-file.js'
+import {TableError, TableLog, TableType} from './table.js'
+import {CLASSES, classOf, literal} from './regexp.js'
+import {
+  expressionTableType, type ExpressionRule, loadExpressionRules, parseRuleReplacement, PatternTable,
+  type ReplacementPart, scanDelimitedPattern, searchRules,
+} from './pattern-rules.js'
 
 // ---------------------------------------------------------------------------- translation
 
@@ -687,52 +691,39 @@ interface CompiledPattern {
   match: boolean
 }
 
-type PcreRule =
-  | {op: 'match'; lineno: number; pattern: CompiledPattern; parts: ReplacementPart[]; maxSub: number; literal?: string}
-  | {op: 'if'; lineno: number; pattern: CompiledPattern; end: number}
-  | {op: 'endif'; lineno: number}
+interface PcreMatchRule {
+  op: 'match'
+  lineno: number
+  pattern: CompiledPattern
+  parts: ReplacementPart[]
+  maxSub: number
+  literal?: string
+}
 
-export class PcreTable implements Table {
+type PcreRule = ExpressionRule<PcreMatchRule, CompiledPattern>
+
+export class PcreTable extends PatternTable {
   readonly type = 'pcre'
-  flags: number
-  stamp?: FileStamp
 
-  constructor(readonly name: string, private readonly rules: PcreRule[], dictFlags: number) {
-    this.flags = dictFlags | DICT_FLAG.PATTERN
+  constructor(name: string, private readonly rules: PcreRule[], dictFlags: number) {
+    super(name, dictFlags)
   }
 
   lookup(key: string): string | undefined {
     if (this.flags & DICT_FLAG.FOLD_MUL) key = lowercaseAscii(key)
     // Postfix matches the C string: nothing after a NUL byte.
-    key = cString(key)
-    const rules = this.rules
-    for (let i = 0; i < rules.length; i++) {
-      const rule = rules[i]
-      if (rule.op === 'match') {
-        if (rule.literal !== undefined) {
-          if (rule.pattern.regex.test(key) !== rule.pattern.match) continue
-          return rule.literal
-        }
-        const m = rule.pattern.regex.exec(key)
-        if (!m) continue
-        let out = ''
-        for (const part of rule.parts) {
-          if (typeof part === 'string') out += part
-          else out += m.groups?.[`p${part}`] ?? ''
-        }
-        return out
+    const subject = cString(key)
+    return searchRules(this.rules, (rule) => {
+      if (rule.literal !== undefined) return rule.pattern.regex.test(subject) === rule.pattern.match ? rule.literal : undefined
+      const m = rule.pattern.regex.exec(subject)
+      if (!m) return undefined
+      let out = ''
+      for (const part of rule.parts) {
+        if (typeof part === 'string') out += part
+        else out += m.groups?.[`p${part}`] ?? ''
       }
-      if (rule.op === 'if') {
-        if (rule.pattern.regex.test(key) === rule.pattern.match) continue
-        if (rule.end < 0) return undefined
-        i = rule.end
-      }
-    }
-    return undefined
-  }
-
-  changed(): boolean {
-    return this.stamp !== undefined && fileChanged(this.name, this.stamp)
+      return out
+    }, (rule) => rule.pattern.regex.test(subject) === rule.pattern.match)
   }
 }
 
@@ -743,35 +734,11 @@ interface RawPattern {
 }
 
 /** Postfix dict_pcre_get_pattern(): [!...]<delim>pattern<delim>[flags]. */
-function getPattern(line: string, pos: number, where: string, warn: (m: string) => void): {pattern: RawPattern; pos: number} | undefined {
-  let match = true
-  for (; pos < line.length; pos++) {
-    if (line[pos] === '!') match = !match
-    else if (!isSpaceChar(line[pos])) break
-  }
-  if (pos >= line.length) {
-    warn(`${where}: no regexp: skipping this rule`)
-    return undefined
-  }
-  const delim = line[pos++]
-  const start = pos
-  while (pos < line.length) {
-    if (line[pos] === '\\') {
-      if (pos + 1 < line.length) pos++
-      else {
-        pos++
-        break
-      }
-    } else if (line[pos] === delim) {
-      break
-    }
-    pos++
-  }
-  if (pos >= line.length) {
-    warn(`${where}: no closing regexp delimiter "${delim}": ignoring this rule`)
-    return undefined
-  }
-  const text = line.slice(start, pos++)
+function getPattern(line: string, from: number, where: string, warn: (m: string) => void): {pattern: RawPattern; pos: number} | undefined {
+  const scanned = scanDelimitedPattern(line, from, where, warn, {finalBackslashCloses: false, unclosedVerb: 'ignoring'})
+  if (!scanned) return undefined
+  const {match, text} = scanned
+  let pos = scanned.pos
   const options: PcreOptions = {
     caseless: true, multiline: false, dotall: true, extended: false, anchored: false, dollarEndonly: false, ungreedy: false,
   }
@@ -813,112 +780,38 @@ function compile(raw: RawPattern, where: string, warn: (m: string) => void):
   return {compiled: {regex, match: raw.match}, translation}
 }
 
-async function parseLine(line: string, where: string, nesting: number, dictFlags: number, warn: (m: string) => void):
-  Promise<PcreRule | undefined> {
-  if (!/^[A-Za-z0-9]/.test(line)) {
-    const got = getPattern(line, 0, where, warn)
-    if (!got) return undefined
-    let pos = got.pos
-    while (pos < line.length && isSpaceChar(line[pos])) pos++
-    let value = line.slice(pos)
-    if (value.length === 0) warn(`${where}: no replacement text: using empty string`)
-    if (dictFlags & DICT_FLAG.SRC_RHS_IS_FILE) {
-      const encoded = await filesToBase64(value)
-      if ('error' in encoded) {
-        warn(`${where}: ${encoded.error}: skipping this rule`)
-        return undefined
-      }
-      value = encoded.value
-    }
-    // dict_regexp words one prescan message differently; the logic is the same.
-    const replacement = parseReplacement(value, (m) => warn(m.replace(': out-of-range replacement index "', ': out of range replacement index "')), where)
-    if (!replacement) {
-      warn(`${where}: bad replacement syntax: skipping this rule`)
-      return undefined
-    }
-    const {parts, maxSub} = replacement
-    if (maxSub > 0 && !got.pattern.match) {
-      warn(`${where}: $number found in negative match replacement text: skipping this rule`)
-      return undefined
-    }
-    if (maxSub > 0 && (dictFlags & DICT_FLAG.NO_REGSUB)) {
-      warn(`${where}: regular expression substitution is not allowed: skipping this rule`)
-      return undefined
-    }
-    const one = compile(got.pattern, where, warn)
-    if (!one) return undefined
-    if (maxSub > one.translation.captures) {
-      warn(`${where}: out of range replacement index "${maxSub}": skipping this rule`)
-      return undefined
-    }
-    for (const part of parts) {
-      const why = typeof part === 'number' ? one.translation.unsafeGroups.get(part) : undefined
-      if (why !== undefined)
-        throw new TableError('config', `${where}: cannot reproduce PCRE's capture of group ${part} for $${part} substitution (${why})`)
-    }
-    const literal = maxSub === 0 ? parts.join('') : undefined
-    return {op: 'match', lineno: 0, pattern: one.compiled, parts, maxSub, literal}
+/** A pattern rule line: pattern(s), then the replacement text. */
+async function parseMatchRule(line: string, where: string, dictFlags: number, warn: (m: string) => void):
+  Promise<PcreMatchRule | undefined> {
+  const got = getPattern(line, 0, where, warn)
+  if (!got) return undefined
+  // dict_regexp words one prescan message differently; the logic is the same.
+  const prescanWarn = (m: string): void => warn(m.replace(': out-of-range replacement index "', ': out of range replacement index "'))
+  const replacement = await parseRuleReplacement(line, got.pos, where, dictFlags, got.pattern.match, warn, prescanWarn)
+  if (!replacement) return undefined
+  const {parts, maxSub} = replacement
+  const one = compile(got.pattern, where, warn)
+  if (!one) return undefined
+  if (maxSub > one.translation.captures) {
+    warn(`${where}: out of range replacement index "${maxSub}": skipping this rule`)
+    return undefined
   }
-  if (/^if/i.test(line) && !/^[A-Za-z0-9]/.test(line.slice(2))) {
-    let pos = 2
-    while (pos < line.length && isSpaceChar(line[pos])) pos++
-    const got = getPattern(line, pos, where, warn)
-    if (!got) return undefined
-    const rest = line.slice(got.pos).replace(/^[\t\n\v\f\r ]+/, '')
-    if (rest.length > 0) {
-      warn(`${where}: ignoring extra text after IF statement: "${rest}"`)
-      warn(`${where}: do not prepend whitespace to statements between IF and ENDIF`)
-    }
-    const compiled = compile(got.pattern, where, warn)
-    if (!compiled) return undefined
-    return {op: 'if', lineno: 0, pattern: compiled.compiled, end: -1}
+  for (const part of parts) {
+    const why = typeof part === 'number' ? one.translation.unsafeGroups.get(part) : undefined
+    if (why !== undefined)
+      throw new TableError('config', `${where}: cannot reproduce PCRE's capture of group ${part} for $${part} substitution (${why})`)
   }
-  if (/^endif/i.test(line) && !/^[A-Za-z0-9]/.test(line.slice(5))) {
-    if (nesting === 0) {
-      warn(`${where}: ignoring ENDIF without matching IF`)
-      return undefined
-    }
-    if (trimSpace(line.slice(5)).length > 0) warn(`${where}: ignoring extra text after ENDIF`)
-    return {op: 'endif', lineno: 0}
-  }
-  warn(`${where}: ignoring unrecognized request`)
-  return undefined
+  const literal = maxSub === 0 ? parts.join('') : undefined
+  return {op: 'match', lineno: 0, pattern: one.compiled, parts, maxSub, literal}
 }
 
 /** Load rules from pcre_table(5) text; throws TableError for refused patterns. */
 export async function loadPcreRules(name: string, content: string, dictFlags: number, log: TableLog): Promise<PcreRule[]> {
-  const warn = (message: string): void => log.warning(message)
-  const rules: PcreRule[] = []
-  const stack: number[] = []
-  for (const {text, lineno} of logicalLines(content, name, warn)) {
-    const line = trimSpace(cString(text))
-    if (line.length === 0) continue
-    const rule = await parseLine(line, `pcre map ${name}, line ${lineno}`, stack.length, dictFlags | DICT_FLAG.PATTERN, warn)
-    if (!rule) continue
-    rule.lineno = lineno
-    if (rule.op === 'if') stack.push(rules.length)
-    else if (rule.op === 'endif') (rules[stack.pop() as number] as {end: number}).end = rules.length
-    rules.push(rule)
-  }
-  while (stack.length > 0) {
-    const rule = rules[stack.pop() as number]
-    warn(`pcre map ${name}, line ${rule.lineno}: IF has no matching ENDIF`)
-  }
-  return rules
+  return loadExpressionRules('pcre', name, content, dictFlags, log, {getPattern, compile, parseMatch: parseMatchRule})
 }
 
 /**
  * Open as dict_pcre_open() does: O_RDONLY only; the file (or inline `{ {rule} ... }` list)
  * is read and compiled once; bad rules are skipped with Postfix's warnings.
  */
-export const pcreType: TableType = {
-  type: 'pcre',
-  async open(name: string, options: OpenOptions): Promise<Table> {
-    if (options.mode !== 'read') throw new TableError('config', `pcre:${name} map requires O_RDONLY access mode`)
-    const source = await readPatternSource('pcre', name)
-    const rules = await loadPcreRules(name, source.content, options.dictFlags, options.log)
-    const table = new PcreTable(name, rules, options.dictFlags)
-    table.stamp = source.stamp
-    return needUtf8Activation(options.config, options.dictFlags) ? activateUtf8(table, options.log) : table
-  },
-}
+export const pcreType: TableType = expressionTableType('pcre', loadPcreRules, (name, rules, dictFlags) => new PcreTable(name, rules, dictFlags))

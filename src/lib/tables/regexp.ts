@@ -26,38 +26,16 @@
 // than answer differently from Postfix. Backreferences (\1..\9) are refused in any rule.
 
 import {DICT_FLAG} from '../protocol/constants.js'
-import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
-import {isSpaceChar, trimSpace} from '../util/chars.js'
-import {CHARS_COMMA_SP, extractBraced, splitOutsideBraces} from '../util/postfix-strings.js'
-import {cString, FileStamp, fileChanged, filesToBase64, logicalLines, readBinaryFile, stampOf, strerror} from './source-file.js'
-import {OpenOptions, Table, TableError, TableLog, TableType} from './table.js'
+import {lowercaseAscii} from './fold.js'
+import {isSpaceChar} from '../util/chars.js'
+import {TableError, TableLog, TableType} from './table.js'
+import {
+  expressionTableType, type ExpressionRule, loadExpressionRules, parseRuleReplacement, PatternTable,
+  type ReplacementPart, scanDelimitedPattern, searchRules,
+} from './pattern-rules.js'
 
-// ---------------------------------------------------------------------------- sources
-
-/**
- * Postfix dict_stream_open(): the text of a pattern table, read from a file or, for a
- * name that starts with `{`, the rules of an inline `{ {rule}, {rule} }` list, one per
- * line. Errors are TableErrors with Postfix's reasons.
- */
-export async function readPatternSource(type: string, name: string): Promise<{content: string; stamp?: FileStamp}> {
-  if (name[0] === '{') {
-    const outer = extractBraced(name)
-    if (outer.error !== undefined) throw new TableError('config', `${type} map: ${outer.error}`)
-    let content = ''
-    for (const token of splitOutsideBraces(name.slice(1, -1), CHARS_COMMA_SP)) {
-      const inner = extractBraced(token)
-      if (inner.error !== undefined) throw new TableError('config', `${type} map: ${inner.error}`)
-      content += `${inner.text}\n`
-    }
-    return {content}
-  }
-  const file = await readBinaryFile(name)
-  if ('failed' in file) {
-    if (file.failed === 'open') throw new TableError('retry', `open ${name}: ${strerror(file.error)}`)
-    throw new TableError('retry', `read ${name}: ${strerror(file.error)}`)
-  }
-  return {content: file.content, stamp: stampOf(file.stat)}
-}
+// Shared with pcre and cidr; still exported from here, where they were first defined.
+export {parseReplacement, readPatternSource, type ReplacementPart} from './pattern-rules.js'
 
 // ---------------------------------------------------------------------------- translation
 
@@ -427,82 +405,6 @@ export function translatePosix(pattern: string, options: PosixOptions): Translat
   return {source, nsub, backref, repeatedGroups, ambiguity: ambiguities[0]}
 }
 
-// ---------------------------------------------------------------------------- replacement
-
-export type ReplacementPart = string | number
-
-/**
- * Postfix mac_parse() + dict_regexp_prescan(): split the replacement into literal text
- * ($$ already replaced by $) and $n / ${n} / $(n) references. Warnings are Postfix's.
- */
-export function parseReplacement(value: string, warn: (message: string) => void, where: string):
-  {parts: ReplacementPart[]; maxSub: number} | undefined {
-  const parts: ReplacementPart[] = []
-  let maxSub = 0
-  let error = false
-  let buf = ''
-  let i = 0
-  while (i < value.length) {
-    if (value[i] !== '$') {
-      buf += value[i++]
-      continue
-    }
-    if (value[i + 1] === '$') {
-      buf += '$'
-      i += 2
-      continue
-    }
-    if (buf.length > 0) parts.push(buf)
-    buf = ''
-    i++
-    const open = value[i]
-    if (open === '(' || open === '{') {
-      const close = open === '(' ? ')' : '}'
-      let level = 1
-      let j = i + 1
-      for (; level > 0; j++) {
-        if (j >= value.length) break
-        if (value[j] === open) level++
-        if (value[j] === close) level--
-      }
-      if (level > 0) {
-        warn(`truncated macro reference: "${value}"`)
-        error = true
-        break
-      }
-      buf = value.slice(i + 1, j - 1)
-      i = j
-    } else {
-      let j = i
-      while (j < value.length && /^[A-Za-z0-9_]$/.test(value[j])) j++
-      buf = value.slice(i, j)
-      i = j
-    }
-    if (buf.length === 0) {
-      warn(`empty macro name: "${value}"`)
-      error = true
-      break
-    }
-    if (!/^[0-9]+$/.test(buf)) {
-      warn(`${where}: non-numeric replacement index "${buf}"`)
-      error = true
-    } else {
-      const n = Number(buf)
-      if (n < 1) {
-        warn(`${where}: out-of-range replacement index "${buf}"`)
-        error = true
-      } else {
-        maxSub = Math.max(maxSub, Math.min(n, 0x7fffffff))
-        parts.push(n)
-      }
-    }
-    buf = ''
-  }
-  if (error) return undefined
-  if (buf.length > 0) parts.push(buf)
-  return {parts, maxSub}
-}
-
 // ---------------------------------------------------------------------------- the table
 
 interface CompiledPattern {
@@ -511,47 +413,38 @@ interface CompiledPattern {
   match: boolean
 }
 
-type RegexpRule =
-  | {op: 'match'; lineno: number; first: CompiledPattern; second?: CompiledPattern; parts: ReplacementPart[]; maxSub: number; literal?: string; forced: Map<number, RegExp>}
-  | {op: 'if'; lineno: number; expr: CompiledPattern; end: number}
-  | {op: 'endif'; lineno: number}
+interface RegexpMatchRule {
+  op: 'match'
+  lineno: number
+  first: CompiledPattern
+  second?: CompiledPattern
+  parts: ReplacementPart[]
+  maxSub: number
+  literal?: string
+  forced: Map<number, RegExp>
+}
 
-export class RegexpTable implements Table {
+type RegexpRule = ExpressionRule<RegexpMatchRule, CompiledPattern>
+
+export class RegexpTable extends PatternTable {
   readonly type = 'regexp'
-  flags: number
-  stamp?: FileStamp
 
-  constructor(readonly name: string, private readonly rules: RegexpRule[], dictFlags: number) {
-    this.flags = dictFlags | DICT_FLAG.PATTERN
+  constructor(name: string, private readonly rules: RegexpRule[], dictFlags: number) {
+    super(name, dictFlags)
   }
 
   lookup(key: string): string | undefined {
     if (this.flags & DICT_FLAG.FOLD_MUL) key = lowercaseAscii(key)
-    const rules = this.rules
-    for (let i = 0; i < rules.length; i++) {
-      const rule = rules[i]
-      if (rule.op === 'match') {
-        if (rule.first.regex.test(key) !== rule.first.match) continue
-        if (rule.second && rule.second.regex.test(key) !== rule.second.match) continue
-        if (rule.literal !== undefined) return rule.literal
-        return expand(rule, key)
-      }
-      if (rule.op === 'if') {
-        if (rule.expr.regex.test(key) === rule.expr.match) continue
-        if (rule.end < 0) return undefined
-        i = rule.end
-      }
-    }
-    return undefined
-  }
-
-  changed(): boolean {
-    return this.stamp !== undefined && fileChanged(this.name, this.stamp)
+    return searchRules(this.rules, (rule) => {
+      if (rule.first.regex.test(key) !== rule.first.match) return undefined
+      if (rule.second && rule.second.regex.test(key) !== rule.second.match) return undefined
+      return rule.literal ?? expand(rule, key)
+    }, (rule) => rule.pattern.regex.test(key) === rule.pattern.match)
   }
 }
 
 /** The POSIX (leftmost-longest) match of a substituting rule, and its expansion. */
-function expand(rule: Extract<RegexpRule, {op: 'match'}>, key: string): string {
+function expand(rule: RegexpMatchRule, key: string): string {
   const first = rule.first.regex.exec(key) as RegExpExecArray
   const start = first.index
   let groups: RegExpExecArray = first
@@ -581,8 +474,6 @@ function expand(rule: Extract<RegexpRule, {op: 'match'}>, key: string): string {
   return out
 }
 
-const isAlnum = (ch: string | undefined): boolean => ch !== undefined && /^[A-Za-z0-9]$/.test(ch)
-
 interface RawPattern {
   text: string
   match: boolean
@@ -590,32 +481,11 @@ interface RawPattern {
 }
 
 /** Postfix dict_regexp_get_pat(): [!...]<delim>pattern<delim>[flags]. */
-function getPattern(line: string, pos: number, where: string, warn: (m: string) => void): {pattern: RawPattern; pos: number} | undefined {
-  let match = true
-  for (; pos < line.length; pos++) {
-    if (line[pos] === '!') match = !match
-    else if (!isSpaceChar(line[pos])) break
-  }
-  if (pos >= line.length) {
-    warn(`${where}: no regexp: skipping this rule`)
-    return undefined
-  }
-  const delim = line[pos++]
-  const start = pos
-  while (pos < line.length) {
-    if (line[pos] === '\\') {
-      if (pos + 1 < line.length) pos++
-      else break
-    } else if (line[pos] === delim) {
-      break
-    }
-    pos++
-  }
-  if (pos >= line.length || line[pos] !== delim) {
-    warn(`${where}: no closing regexp delimiter "${delim}": skipping this rule`)
-    return undefined
-  }
-  const text = line.slice(start, pos++)
+function getPattern(line: string, from: number, where: string, warn: (m: string) => void): {pattern: RawPattern; pos: number} | undefined {
+  const scanned = scanDelimitedPattern(line, from, where, warn, {finalBackslashCloses: true, unclosedVerb: 'skipping'})
+  if (!scanned) return undefined
+  const {match, text} = scanned
+  let pos = scanned.pos
   const options: PosixOptions = {extended: true, icase: true, newline: false}
   while (pos < line.length && !isSpaceChar(line[pos]) && line[pos] !== '!') {
     const flag = line[pos]
@@ -646,126 +516,52 @@ function compile(raw: RawPattern, where: string, warn: (m: string) => void):
   return {compiled: {regex: new RegExp(translation.source), source: translation.source, match: raw.match}, translation}
 }
 
-async function parseLine(line: string, where: string, nesting: number, dictFlags: number, warn: (m: string) => void):
-  Promise<RegexpRule | undefined> {
-  if (!isAlnum(line[0])) {
-    const first = getPattern(line, 0, where, warn)
-    if (!first) return undefined
-    let pos = first.pos
-    let second: RawPattern | undefined
-    if (line[pos] === '!') {
-      const got = getPattern(line, pos, where, warn)
-      if (!got) return undefined
-      second = got.pattern
-      pos = got.pos
-    }
-    while (pos < line.length && isSpaceChar(line[pos])) pos++
-    let value = line.slice(pos)
-    if (value.length === 0) warn(`${where}: no replacement text: using empty string`)
-    if (dictFlags & DICT_FLAG.SRC_RHS_IS_FILE) {
-      const encoded = await filesToBase64(value)
-      if ('error' in encoded) {
-        warn(`${where}: ${encoded.error}: skipping this rule`)
-        return undefined
-      }
-      value = encoded.value
-    }
-    const replacement = parseReplacement(value, warn, where)
-    if (!replacement) {
-      warn(`${where}: bad replacement syntax: skipping this rule`)
-      return undefined
-    }
-    const {parts, maxSub} = replacement
-    if (maxSub > 0 && !first.pattern.match) {
-      warn(`${where}: $number found in negative match replacement text: skipping this rule`)
-      return undefined
-    }
-    if (maxSub > 0 && (dictFlags & DICT_FLAG.NO_REGSUB)) {
-      warn(`${where}: regular expression substitution is not allowed: skipping this rule`)
-      return undefined
-    }
-    const one = compile(first.pattern, where, warn)
-    if (!one) return undefined
-    if (maxSub > one.translation.nsub) {
-      warn(`${where}: out of range replacement index "${maxSub}": skipping this rule`)
-      return undefined
-    }
-    let two: CompiledPattern | undefined
-    if (second) {
-      const compiled = compile(second, where, warn)
-      if (!compiled) return undefined
-      two = compiled.compiled
-    }
-    if (maxSub > 0) {
-      const t = one.translation
-      const repeated = [...t.repeatedGroups].find((g) => g <= maxSub)
-      const why = t.ambiguity ?? (repeated !== undefined ? `substituted group ${repeated} inside a repeated group` : undefined)
-      if (why !== undefined)
-        throw new TableError('config', `${where}: cannot reproduce POSIX submatch semantics for $number substitution (${why})`)
-    }
-    const literal = maxSub === 0 ? parts.join('') : undefined
-    return {op: 'match', lineno: 0, first: one.compiled, second: two, parts, maxSub, literal, forced: new Map()}
-  }
-  if (/^if/i.test(line) && !isAlnum(line[2])) {
-    let pos = 2
-    while (pos < line.length && isSpaceChar(line[pos])) pos++
+/** A pattern rule line: pattern(s), then the replacement text. */
+async function parseMatchRule(line: string, where: string, dictFlags: number, warn: (m: string) => void):
+  Promise<RegexpMatchRule | undefined> {
+  const first = getPattern(line, 0, where, warn)
+  if (!first) return undefined
+  let pos = first.pos
+  let second: RawPattern | undefined
+  if (line[pos] === '!') {
     const got = getPattern(line, pos, where, warn)
     if (!got) return undefined
-    const extra = trimSpace(line.slice(got.pos))
-    if (extra.length > 0) {
-      warn(`${where}: ignoring extra text after IF statement: "${line.slice(got.pos).replace(/^[\t\n\v\f\r ]+/, '')}"`)
-      warn(`${where}: do not prepend whitespace to statements between IF and ENDIF`)
-    }
-    const compiled = compile(got.pattern, where, warn)
+    second = got.pattern
+    pos = got.pos
+  }
+  const replacement = await parseRuleReplacement(line, pos, where, dictFlags, first.pattern.match, warn)
+  if (!replacement) return undefined
+  const {parts, maxSub} = replacement
+  const one = compile(first.pattern, where, warn)
+  if (!one) return undefined
+  if (maxSub > one.translation.nsub) {
+    warn(`${where}: out of range replacement index "${maxSub}": skipping this rule`)
+    return undefined
+  }
+  let two: CompiledPattern | undefined
+  if (second) {
+    const compiled = compile(second, where, warn)
     if (!compiled) return undefined
-    return {op: 'if', lineno: 0, expr: compiled.compiled, end: -1}
+    two = compiled.compiled
   }
-  if (/^endif/i.test(line) && !isAlnum(line[5])) {
-    if (nesting === 0) {
-      warn(`${where}: ignoring ENDIF without matching IF`)
-      return undefined
-    }
-    if (trimSpace(line.slice(5)).length > 0) warn(`${where}: ignoring extra text after ENDIF`)
-    return {op: 'endif', lineno: 0}
+  if (maxSub > 0) {
+    const t = one.translation
+    const repeated = [...t.repeatedGroups].find((g) => g <= maxSub)
+    const why = t.ambiguity ?? (repeated !== undefined ? `substituted group ${repeated} inside a repeated group` : undefined)
+    if (why !== undefined)
+      throw new TableError('config', `${where}: cannot reproduce POSIX submatch semantics for $number substitution (${why})`)
   }
-  warn(`${where}: ignoring unrecognized request`)
-  return undefined
+  const literal = maxSub === 0 ? parts.join('') : undefined
+  return {op: 'match', lineno: 0, first: one.compiled, second: two, parts, maxSub, literal, forced: new Map()}
 }
 
 /** Load rules from regexp_table(5) text; throws TableError for refused patterns. */
 export async function loadRegexpRules(name: string, content: string, dictFlags: number, log: TableLog): Promise<RegexpRule[]> {
-  const warn = (message: string): void => log.warning(message)
-  const rules: RegexpRule[] = []
-  const stack: number[] = []
-  for (const {text, lineno} of logicalLines(content, name, warn)) {
-    const line = trimSpace(cString(text))
-    if (line.length === 0) continue
-    const rule = await parseLine(line, `regexp map ${name}, line ${lineno}`, stack.length, dictFlags | DICT_FLAG.PATTERN, warn)
-    if (!rule) continue
-    rule.lineno = lineno
-    if (rule.op === 'if') stack.push(rules.length)
-    else if (rule.op === 'endif') (rules[stack.pop() as number] as {end: number}).end = rules.length
-    rules.push(rule)
-  }
-  while (stack.length > 0) {
-    const rule = rules[stack.pop() as number]
-    warn(`regexp map ${name}, line ${rule.lineno}: IF has no matching ENDIF`)
-  }
-  return rules
+  return loadExpressionRules('regexp', name, content, dictFlags, log, {getPattern, compile, parseMatch: parseMatchRule})
 }
 
 /**
  * Open as dict_regexp_open() does: O_RDONLY only; the file (or inline `{ {rule} ... }`
  * list) is read and compiled once; bad rules are skipped with Postfix's warnings.
  */
-export const regexpType: TableType = {
-  type: 'regexp',
-  async open(name: string, options: OpenOptions): Promise<Table> {
-    if (options.mode !== 'read') throw new TableError('config', `regexp:${name} map requires O_RDONLY access mode`)
-    const source = await readPatternSource('regexp', name)
-    const rules = await loadRegexpRules(name, source.content, options.dictFlags, options.log)
-    const table = new RegexpTable(name, rules, options.dictFlags)
-    table.stamp = source.stamp
-    return needUtf8Activation(options.config, options.dictFlags) ? activateUtf8(table, options.log) : table
-  },
-}
+export const regexpType: TableType = expressionTableType('regexp', loadRegexpRules, (name, rules, dictFlags) => new RegexpTable(name, rules, dictFlags))
