@@ -6,7 +6,7 @@
 //
 // Run: node --import tsx --test test/differential/cdb-lmdb.test.ts
 
-import {after, before, test} from 'node:test'
+import {test} from 'node:test'
 import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
@@ -15,145 +15,37 @@ import {pathToFileURL} from 'node:url'
 import {spawn} from 'node:child_process'
 
 import {DICT_FLAG} from '../../src/lib/protocol/constants.js'
-import type {MainConfig} from '../../src/lib/config/index.js'
 import {postmapQueryFlags} from '../../src/lib/query/query.js'
-import {OpenOptions, Table, TableType} from '../../src/lib/tables/table.js'
+import {Table, TableType} from '../../src/lib/tables/table.js'
 import {cdbType, writeCdb} from '../../src/lib/tables/cdb.js'
 import {lmdbType} from '../../src/lib/tables/lmdb.js'
-import {backdate, POSTMAP, PROJECT_ROOT, requirePostfix, runCommand} from '../helpers/postfix.js'
+import {backdate, PROJECT_ROOT, runCommand} from '../helpers/postfix.js'
+import {b, ENTRIES, makeConfig, openFileTable, pool, postmapIn, queryKeys, queryOutcome, sequenceLines, sortedLines, useConfigRoot, warningLog, writeSource, type Cfg, type Outcome} from './table-helpers.js'
 
 const TYPES: Record<string, TableType> = {cdb: cdbType, lmdb: lmdbType}
 
-/** Byte string (latin1 "binary") of UTF-8 text, and back. */
-const b = (utf8Text: string): string => Buffer.from(utf8Text, 'utf8').toString('latin1')
-const t = (bytes: string): string => Buffer.from(bytes, 'latin1').toString('utf8')
-
-interface Cfg {name: string; dir: string; config: MainConfig}
 let root: string
 const configs: Cfg[] = []
 
-function makeConfig(dir: string, params: Record<string, string>): MainConfig {
-  return {configDir: dir, get: (n) => params[n] ?? '', raw: (n) => params[n], isSet: (n) => n in params}
-}
-
 const warnings: string[] = []
-const log: OpenOptions['log'] = {
-  warning: (m) => warnings.push(`warning: ${m}`),
-  error: (m) => warnings.push(`error: ${m}`),
-  info: () => {},
-}
+const log = warningLog(warnings)
 
-async function openOurs(spec: string, cfg: Cfg, dictFlags: number, mode: 'read' | 'write' = 'read'): Promise<Table> {
-  const colon = spec.indexOf(':')
-  return TYPES[spec.slice(0, colon)].open(spec.slice(colon + 1), {
-    mode, dictFlags, config: cfg.config, log, openNested: () => { throw new Error('unused') },
-  })
-}
-
-const postmap = (cfg: Cfg, args: string[]) => runCommand(POSTMAP, ['-c', cfg.dir, ...args])
-
-/** Run `jobs` with at most `width` at a time. */
-async function pool<T>(jobs: (() => Promise<T>)[], width = 8): Promise<T[]> {
-  const results: T[] = new Array(jobs.length)
-  let next = 0
-  await Promise.all(Array.from({length: width}, async () => {
-    while (next < jobs.length) {
-      const i = next++
-      results[i] = await jobs[i]()
-    }
-  }))
-  return results
-}
-
-// ---------------------------------------------------------------------------- the corpus
-
-const ENTRIES: [string, string][] = [
-  ['alice@example.com', 'OK'],
-  ['Bob@Example.COM', 'REJECT go away'],
-  ['CAROL', 'value with   several spaces'],
-  ['dave.smith@mixed.Case.org', 'smtp:[relay.example.net]:587'],
-  ['ÜBER@bücher.de', 'DISCARD ünïcödé value'],
-  ['Straße@example.de', 'REDIRECT strasse@example.de'],
-  ['ΑΘΗΝΑ', 'Greek capitals'],
-  ['日本@例え.jp', '日本語の値'],
-  ['example.net', 'relay:[10.0.0.1]'],
-  ['.example.net', 'subdomains'],
-  ['user+tag@example.com', 'tagged'],
-  ['192.168.1.1', 'REJECT ip'],
-  ['2001:db8::1', 'ipv6'],
-  ['root', 'postmaster@example.com'],
-  ['MAILER-DAEMON', 'postmaster'],
-  ['key_with_underscore', 'x'],
-  ['a', 'single letter'],
-  ['ZZZ', 'last in order'],
-]
-for (let i = 0; i < 30; i++) ENTRIES.push([`Key${i}@Domain${i % 7}.Example`, `value ${i} with spaces and ${'#'.repeat(i % 5)}`])
-
-function queryKeys(): string[] {
-  const keys = new Set<string>()
-  for (const [k] of ENTRIES) {
-    keys.add(k)
-    keys.add(k.toLowerCase())
-    keys.add(k.toUpperCase())
-  }
-  for (const k of ['missing', 'nobody@example.com', 'über@bücher.de', 'strasse@example.de', 'αθηνα', 'Key99@x', 'a b']) keys.add(k)
-  return [...keys]
-}
+const openOurs = (spec: string, cfg: Cfg, dictFlags: number, mode: 'read' | 'write' = 'read'): Promise<Table> =>
+  openFileTable(TYPES, spec, cfg, dictFlags, log, mode)
+const postmap = postmapIn
 
 // -------------------------------------------------------------------------------- setup
 
-before(() => {
-  requirePostfix() // real Postfix is required: missing means FAIL, not skip
-  root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'pmx-cdb-lmdb-')))
-  for (const [name, params] of [
-    ['smtputf8', {compatibility_level: '3.6'}],
-    ['no-smtputf8', {compatibility_level: '3.6', smtputf8_enable: 'no'}],
-  ] as const) {
-    const dir = path.join(root, name)
-    fs.mkdirSync(dir)
-    fs.writeFileSync(path.join(dir, 'main.cf'), Object.entries(params).map(([k, v]) => `${k} = ${v}\n`).join(''))
-    configs.push({name, dir, config: makeConfig(dir, params)})
-  }
-})
+useConfigRoot('pmx-cdb-lmdb-', configs, (dir) => { root = dir })
 
-after(() => {
-  if (root) fs.rmSync(root, {recursive: true, force: true})
-})
-
-async function makeSource(cfg: Cfg, name: string): Promise<string> {
-  const file = path.join(cfg.dir, name)
-  fs.writeFileSync(file, ENTRIES.map(([k, v]) => `${k}\t${v}\n`).join(''))
-  await backdate(file)
-  return file
-}
-
-function sortedLines(s: string): string[] {
-  return s.split('\n').filter((l) => l.length > 0).sort()
-}
-
-interface Outcome {stdout: string; code: number}
+const makeSource = (cfg: Cfg, name: string): Promise<string> => writeSource(cfg.dir, name)
 
 async function ourQuery(spec: string, cfg: Cfg, key: string, fold: boolean): Promise<Outcome> {
-  const table = await openOurs(spec, cfg, postmapQueryFlags(fold))
-  try {
-    const value = await table.lookup(b(key))
-    return value === undefined ? {stdout: '', code: 1} : {stdout: `${t(value)}\n`, code: 0}
-  } finally {
-    await table.close?.()
-  }
+  return queryOutcome(await openOurs(spec, cfg, postmapQueryFlags(fold)), key)
 }
 
 async function ourSequence(spec: string, cfg: Cfg): Promise<string[]> {
-  const table = await openOurs(spec, cfg, postmapQueryFlags(true))
-  const lines: string[] = []
-  const cursor = {}
-  try {
-    for (let e = await table.sequence!('first', cursor); e; e = await table.sequence!('next', cursor))
-      lines.push(`${t(e[0])}\t${t(e[1])}`)
-  } finally {
-    await table.close?.()
-  }
-  return lines.sort()
+  return sequenceLines(await openOurs(spec, cfg, postmapQueryFlags(true)))
 }
 
 // -------------------------------------------------------------------------------- tests

@@ -3,26 +3,16 @@
 //
 // Run: node --import tsx --test test/differential/cidr.test.ts
 
-import {after, before, test} from 'node:test'
+import {test} from 'node:test'
 import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
-import * as os from 'node:os'
 import * as path from 'node:path'
 
 import {cidrType, formatAddress, parseIPv6} from '../../src/lib/tables/cidr.js'
-import {differential, makeConfig, openWith, writeTable, type DiffCase} from './pattern-helpers.js'
-import {requirePostfix} from '../helpers/postfix.js'
+import {differential, makeConfig, openWith, useScratchRoot, writeTable, type DiffCase} from './pattern-helpers.js'
 
 let root: string
-
-before(() => {
-  requirePostfix() // missing Postfix FAILS the test
-  root = fs.mkdtempSync(path.join(os.tmpdir(), 'pmx-cidr-'))
-})
-
-after(() => {
-  if (root) fs.rmSync(root, {recursive: true, force: true})
-})
+useScratchRoot('pmx-cidr-', (dir) => { root = dir })
 
 const KEYS = [
   '192.168.1.1', '192.168.1.255', '192.168.2.1', '10.0.0.1', '10.255.255.255', '11.0.0.0', '127.0.0.1',

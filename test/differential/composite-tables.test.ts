@@ -39,6 +39,7 @@ import {pipemapType} from '../../src/lib/tables/pipemap.js'
 import {randmapType} from '../../src/lib/tables/randmap.js'
 import {postmapQueryFlags} from '../../src/lib/query/query.js'
 import {backdate, POSTMAP, requirePostfix, runCommand} from '../helpers/postfix.js'
+import {collectingLog, concurrencyLimit, printable} from './table-helpers.js'
 
 const TYPES: Record<string, TableType> = {
   texthash: texthashType, inline: inlineType, static: staticType, fail: failType, regexp: regexpType,
@@ -106,32 +107,6 @@ function postmapFlags(options: readonly string[]): number {
   return flags
 }
 
-/** Postfix printable(): what msg(3) does to a log line before writing it. */
-function printable(s: string, utf8: boolean): string {
-  let out = ''
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i)
-    if (c >= 0x20 && c < 0x7f) {
-      out += s[i]
-    } else if (utf8 && c >= 194 && c <= 254 && i + 1 < s.length &&
-      s.charCodeAt(i + 1) >= 128 && s.charCodeAt(i + 1) < 192) {
-      out += s[i]
-      while (i + 1 < s.length && s.charCodeAt(i + 1) >= 128 && s.charCodeAt(i + 1) < 192) out += s[++i]
-    } else {
-      out += '?'
-    }
-  }
-  return out
-}
-
-function collectingLog(lines: string[]): OpenOptions['log'] {
-  return {
-    warning: (m) => lines.push(`warning: ${m}`),
-    error: (m) => lines.push(`error: ${m}`),
-    info: (m) => lines.push(m),
-  }
-}
-
 /** Open as postmap's dict_open() does, nested tables included: failures throw. */
 async function openOurs(spec: string, flags: number, config: MainConfig, lines: string[]): Promise<Table> {
   const colon = spec.indexOf(':')
@@ -180,19 +155,7 @@ async function ourQuery(spec: string, key: string, options: readonly string[], c
 
 // ----------------------------------------------------------------------- the real thing
 
-const MAX_PARALLEL = 40
-let running = 0
-const waiting: (() => void)[] = []
-async function limit<T>(fn: () => Promise<T>): Promise<T> {
-  if (running >= MAX_PARALLEL) await new Promise<void>((r) => waiting.push(r))
-  running++
-  try {
-    return await fn()
-  } finally {
-    running--
-    waiting.shift()?.()
-  }
-}
+const limit = concurrencyLimit(40)
 
 async function realQuery(spec: string, key: string, options: readonly string[], cfg: Cfg): Promise<Outcome> {
   const r = await limit(() => runCommand(POSTMAP, ['-c', cfg.dir, ...options, '-q', key, spec],

@@ -24,6 +24,7 @@ import {memcacheType} from '../../src/lib/tables/memcache.js'
 import {OpenOptions, Table, TableError} from '../../src/lib/tables/table.js'
 import {POSTMAP, requirePostfix, runCommand, sleep, spawnTracked} from '../helpers/postfix.js'
 import {fromBinary, makeConfig, toBinary, writeTable} from './pattern-helpers.js'
+import {lookupOutcome} from './table-helpers.js'
 
 const MEMCACHED = '/usr/bin/memcached'
 let dir: string
@@ -136,15 +137,7 @@ interface Outcome {stdout: string; status: number}
 
 async function ours(file: string, key: string): Promise<Outcome> {
   const table = await registry.open(`memcache:${toBinary(file)}`, openOptions('read'))
-  try {
-    const value = await table.lookup(toBinary(key))
-    return {stdout: value === undefined ? '' : `${fromBinary(value)}\n`, status: value === undefined ? 1 : 0}
-  } catch (err) {
-    if (!(err instanceof TableError)) throw err
-    return {stdout: '', status: 1}
-  } finally {
-    await table.close?.()
-  }
+  return lookupOutcome(table, key)
 }
 
 async function real(args: string[]): Promise<Outcome> {

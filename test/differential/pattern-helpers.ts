@@ -1,13 +1,17 @@
 // Shared by the regexp and cidr differential tests: open a table as `postmap -q` does,
 // emulate postmap's output around one lookup, and compare with a real postmap run.
 
+import {after, before} from 'node:test'
+import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
+import * as os from 'node:os'
 import * as path from 'node:path'
 
 import type {MainConfig} from '../../src/lib/config/index.js'
 import {postmapQueryFlags} from '../../src/lib/query/query.js'
 import {OpenOptions, Table, TableError, TableType} from '../../src/lib/tables/table.js'
-import {POSTMAP, backdate, runCommand} from '../helpers/postfix.js'
+import {DICT_FLAG} from '../../src/lib/protocol/constants.js'
+import {POSTMAP, backdate, requirePostfix, runCommand} from '../helpers/postfix.js'
 
 export interface DiffCase {
   spec: string
@@ -117,4 +121,38 @@ export async function differential(type: TableType, cases: DiffCase[], config: M
   }
   await Promise.all(Array.from({length: parallel}, worker))
   return {count, failures}
+}
+
+/** before(): require Postfix and make a scratch directory (handed to `set`); after(): remove it. */
+export function useScratchRoot(prefix: string, set: (dir: string) => void): void {
+  let root: string | undefined
+  before(() => {
+    requirePostfix() // missing Postfix FAILS the test
+    root = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+    set(root)
+  })
+  after(() => {
+    if (root) fs.rmSync(root, {recursive: true, force: true})
+  })
+}
+
+/**
+ * The regexp/pcre flag checks: NO_REGSUB skips a substituting rule with Postfix's warning,
+ * FOLD_MUL lowercases the key before matching, and changed() notices a rewritten file.
+ * Returns the table file (rewritten to `/x/ y`).
+ */
+export async function checkPatternFlags(type: TableType, typeName: string, root: string, config: MainConfig): Promise<string> {
+  const file = writeTable(path.join(root, 'flags'), '/^(a)$/ sub=$1\n/^B$/i upper\n')
+  const lines: string[] = []
+  const t = await openWith(type, file, DICT_FLAG.NO_REGSUB, config, lines)
+  assert.equal(t.flags, DICT_FLAG.NO_REGSUB | DICT_FLAG.PATTERN)
+  assert.deepEqual(lines, [`warning: ${typeName} map ${file}, line 1: regular expression substitution is not allowed: skipping this rule`])
+  assert.equal(await t.lookup('a'), undefined)
+  const u = await openWith(type, file, DICT_FLAG.FOLD_MUL, config, [])
+  assert.equal(await u.lookup('B'), undefined) // key lowercased before matching
+  assert.equal(await u.lookup('A'), 'sub=a')
+  assert.equal(u.changed?.(), false)
+  writeTable(file, '/x/ y\n')
+  assert.equal(u.changed?.(), true)
+  return file
 }

@@ -6,30 +6,19 @@
 //
 // Run: node --import tsx --test test/differential/pcre.test.ts
 
-import {after, before, test} from 'node:test'
+import {test} from 'node:test'
 import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
-import * as os from 'node:os'
 import * as path from 'node:path'
 
 import {postmapQueryFlags} from '../../src/lib/query/query.js'
 import {pcreType, translatePcre} from '../../src/lib/tables/pcre.js'
 import {TableError} from '../../src/lib/tables/table.js'
-import {DICT_FLAG} from '../../src/lib/protocol/constants.js'
 import {defaultRegistry} from '../../src/lib/tables/registry.js'
-import {differential, makeConfig, openWith, writeTable, type DiffCase} from './pattern-helpers.js'
-import {requirePostfix} from '../helpers/postfix.js'
+import {checkPatternFlags, differential, makeConfig, openWith, useScratchRoot, writeTable, type DiffCase} from './pattern-helpers.js'
 
 let root: string
-
-before(() => {
-  requirePostfix() // missing Postfix FAILS the test
-  root = fs.mkdtempSync(path.join(os.tmpdir(), 'pmx-pcre-'))
-})
-
-after(() => {
-  if (root) fs.rmSync(root, {recursive: true, force: true})
-})
+useScratchRoot('pmx-pcre-', (dir) => { root = dir })
 
 const KEYS = [
   'user@example.com', 'USER@EXAMPLE.COM', 'User@Example.Com', 'foo', 'FOO', 'Foo', 'bar', 'BAR', 'foobar', 'fooBAR',
@@ -297,18 +286,7 @@ test('pcre refuses what it cannot reproduce exactly', async () => {
 
 test('pcre flags, NO_REGSUB, FOLD_MUL, O_RDWR and changed()', async () => {
   const config = makeConfig(root, {compatibility_level: '3.6'})
-  const file = writeTable(path.join(root, 'flags'), '/^(a)$/ sub=$1\n/^B$/i upper\n')
-  const lines: string[] = []
-  const t = await openWith(pcreType, file, DICT_FLAG.NO_REGSUB, config, lines)
-  assert.equal(t.flags, DICT_FLAG.NO_REGSUB | DICT_FLAG.PATTERN)
-  assert.deepEqual(lines, [`warning: pcre map ${file}, line 1: regular expression substitution is not allowed: skipping this rule`])
-  assert.equal(await t.lookup('a'), undefined)
-  const u = await openWith(pcreType, file, DICT_FLAG.FOLD_MUL, config, [])
-  assert.equal(await u.lookup('B'), undefined) // key lowercased before matching
-  assert.equal(await u.lookup('A'), 'sub=a')
-  assert.equal(u.changed?.(), false)
-  writeTable(file, '/x/ y\n')
-  assert.equal(u.changed?.(), true)
+  const file = await checkPatternFlags(pcreType, 'pcre', root, config)
   await assert.rejects(Promise.resolve().then(() => pcreType.open(file, {
     mode: 'write', dictFlags: 0, config, log: {warning: () => undefined, error: () => undefined, info: () => undefined},
     openNested: () => { throw new Error('unused') },

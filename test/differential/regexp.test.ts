@@ -4,29 +4,18 @@
 //
 // Run: node --import tsx --test test/differential/regexp.test.ts
 
-import {after, before, test} from 'node:test'
+import {test} from 'node:test'
 import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
-import * as os from 'node:os'
 import * as path from 'node:path'
 
 import {postmapQueryFlags} from '../../src/lib/query/query.js'
 import {regexpType, translatePosix} from '../../src/lib/tables/regexp.js'
 import {TableError, TableType} from '../../src/lib/tables/table.js'
-import {DICT_FLAG} from '../../src/lib/protocol/constants.js'
-import {differential, makeConfig, openWith, writeTable, type DiffCase} from './pattern-helpers.js'
-import {requirePostfix} from '../helpers/postfix.js'
+import {checkPatternFlags, differential, makeConfig, openWith, useScratchRoot, writeTable, type DiffCase} from './pattern-helpers.js'
 
 let root: string
-
-before(() => {
-  requirePostfix() // missing Postfix FAILS the test
-  root = fs.mkdtempSync(path.join(os.tmpdir(), 'pmx-regexp-'))
-})
-
-after(() => {
-  if (root) fs.rmSync(root, {recursive: true, force: true})
-})
+useScratchRoot('pmx-regexp-', (dir) => { root = dir })
 
 const KEYS = [
   'user@example.com', 'USER@EXAMPLE.COM', 'User@Example.Com', 'foo', 'FOO', 'bar', 'foobar',
@@ -199,17 +188,6 @@ test('regexp refuses substitutions it cannot reproduce exactly', async () => {
 
 test('regexp flags, NO_REGSUB, FOLD_MUL and changed()', async () => {
   const config = makeConfig(root, {compatibility_level: '3.6'})
-  const file = writeTable(path.join(root, 'flags'), '/^(a)$/ sub=$1\n/^B$/i upper\n')
-  const lines: string[] = []
-  const t = await openWith(regexpType, file, DICT_FLAG.NO_REGSUB, config, lines)
-  assert.equal(t.flags, DICT_FLAG.NO_REGSUB | DICT_FLAG.PATTERN)
-  assert.deepEqual(lines, [`warning: regexp map ${file}, line 1: regular expression substitution is not allowed: skipping this rule`])
-  assert.equal(await t.lookup('a'), undefined)
-  const u = await openWith(regexpType, file, DICT_FLAG.FOLD_MUL, config, [])
-  assert.equal(await u.lookup('B'), undefined) // key lowercased before matching
-  assert.equal(await u.lookup('A'), 'sub=a')
-  assert.equal(u.changed?.(), false)
-  writeTable(file, '/x/ y\n')
-  assert.equal(u.changed?.(), true)
+  await checkPatternFlags(regexpType, 'regexp', root, config)
   assert.equal(translatePosix('a|b', {extended: true, icase: false, newline: false}).nsub, 0)
 })

@@ -24,6 +24,7 @@ import {staticType} from '../../src/lib/tables/static.js'
 import {failType} from '../../src/lib/tables/fail.js'
 import {casefoldUtf8, foldKey, isValidUtf8} from '../../src/lib/tables/fold.js'
 import {POSTMAP, requirePostfix} from '../helpers/postfix.js'
+import {collectingLog, concurrencyLimit, makeConfigDirs, printable} from './table-helpers.js'
 
 const TYPES: Record<string, TableType> = {
   texthash: texthashType, inline: inlineType, static: staticType, fail: failType,
@@ -36,15 +37,6 @@ const b = (text: string): string => Buffer.from(text, 'utf8').toString('latin1')
 
 let root: string
 const configs: {name: string; dir: string; config: MainConfig; utf8: boolean}[] = []
-
-function makeConfig(dir: string, params: Record<string, string>): MainConfig {
-  return {
-    configDir: dir,
-    get: (name) => params[name] ?? '',
-    raw: (name) => params[name],
-    isSet: (name) => name in params,
-  }
-}
 
 function writeBinary(file: string, content: string): string {
   fs.writeFileSync(file, Buffer.from(content, 'latin1'))
@@ -73,32 +65,6 @@ function postmapFlags(options: readonly string[]): number {
     if (o === '-F') flags |= DICT_FLAG.SRC_RHS_IS_FILE
   }
   return flags | DICT_FLAG.LOCK
-}
-
-/** Postfix printable(): what msg(3) does to a log line before writing it. */
-function printable(s: string, utf8: boolean): string {
-  let out = ''
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i)
-    if (c >= 0x20 && c < 0x7f) {
-      out += s[i]
-    } else if (utf8 && c >= 194 && c <= 254 && i + 1 < s.length &&
-      s.charCodeAt(i + 1) >= 128 && s.charCodeAt(i + 1) < 192) {
-      out += s[i]
-      while (i + 1 < s.length && s.charCodeAt(i + 1) >= 128 && s.charCodeAt(i + 1) < 192) out += s[++i]
-    } else {
-      out += '?'
-    }
-  }
-  return out
-}
-
-function collectingLog(lines: string[]): OpenOptions['log'] {
-  return {
-    warning: (m) => lines.push(`warning: ${m}`),
-    error: (m) => lines.push(`error: ${m}`),
-    info: (m) => lines.push(m),
-  }
 }
 
 async function openOurs(spec: string, flags: number, config: MainConfig, lines: string[]): Promise<Table> {
@@ -206,19 +172,7 @@ function shellBytes(bytes: string): string {
 
 // Many runs end in a fatal error, after which Postfix's msg_fatal() sleeps one second:
 // run plenty in parallel, they mostly sleep.
-const MAX_PARALLEL = 40
-let running = 0
-const waiting: (() => void)[] = []
-async function limit<T>(fn: () => Promise<T>): Promise<T> {
-  if (running >= MAX_PARALLEL) await new Promise<void>((r) => waiting.push(r))
-  running++
-  try {
-    return await fn()
-  } finally {
-    running--
-    waiting.shift()?.()
-  }
-}
+const limit = concurrencyLimit(40)
 
 /** Run postmap with byte-exact KEY and SPEC; returns its output as Outcome. */
 function realPostmap(cfg: typeof configs[0], options: readonly string[], mode: '-q' | '-s', spec: string, key = ''): Promise<Outcome> {
@@ -400,15 +354,8 @@ function buildCorpus(dir: string): Case[] {
 before(() => {
   requirePostfix() // real Postfix is required: missing means FAIL, not skip
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'pmx-simple-'))
-  for (const [name, params] of [
-    ['smtputf8', {compatibility_level: '3.6'}],
-    ['no-smtputf8', {compatibility_level: '3.6', smtputf8_enable: 'no'}],
-  ] as const) {
-    const dir = path.join(root, name)
-    fs.mkdirSync(dir)
-    writeBinary(path.join(dir, 'main.cf'), Object.entries(params).map(([k, v]) => `${k} = ${v}\n`).join(''))
-    configs.push({name, dir, config: makeConfig(dir, params), utf8: !('smtputf8_enable' in params)})
-  }
+  for (const c of makeConfigDirs(root, writeBinary))
+    configs.push({name: c.name, dir: c.dir, config: c.config, utf8: !('smtputf8_enable' in c.params)})
 })
 
 after(() => {

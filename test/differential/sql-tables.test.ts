@@ -25,6 +25,8 @@ import {mysqlType, mysqlTypeWith} from '../../src/lib/tables/mysql.js'
 import {pgsqlType, pgsqlTypeWith} from '../../src/lib/tables/pgsql.js'
 import {POSTMAP, requirePostfix, runCommand, sleep} from '../helpers/postfix.js'
 import {fromBinary, makeConfig, toBinary, writeTable} from './pattern-helpers.js'
+import {lookupOutcome} from './table-helpers.js'
+import {psqlWithTestDb} from '../helpers/compare.js'
 
 const TABLE = `proxymap_sqltest_${process.pid}`
 const USER = 'pmtest'
@@ -128,10 +130,7 @@ INSERT INTO test.${TABLE} VALUES ${ROWS.map((r) => `(${sqlString(r.k)}, ${sqlStr
 
 async function setUpPostgres(): Promise<void> {
   await ensurePostgres()
-  const psql = (db: string, sql: string): Promise<string> =>
-    sh('runuser', ['-u', 'postgres', '--', 'psql', '-v', 'ON_ERROR_STOP=1', '-qtA', '-d', db], sql)
-  if (!(await psql('postgres', "SELECT 1 FROM pg_database WHERE datname = 'test'")).includes('1'))
-    await psql('postgres', 'CREATE DATABASE test')
+  const psql = await psqlWithTestDb(sh)
   await psql('postgres', `DO $$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${USER}') THEN CREATE ROLE ${USER} LOGIN; END IF;
 END $$;
@@ -166,15 +165,7 @@ async function ours(type: TableType, name: string, key: string): Promise<Outcome
     if (!(err instanceof TableError)) throw err
     return {stdout: '', status: 1}
   }
-  try {
-    const value = await table.lookup(toBinary(key))
-    return {stdout: value === undefined ? '' : `${fromBinary(value)}\n`, status: value === undefined ? 1 : 0}
-  } catch (err) {
-    if (!(err instanceof TableError)) throw err
-    return {stdout: '', status: 1}
-  } finally {
-    await table.close?.()
-  }
+  return lookupOutcome(table, key)
 }
 
 async function real(spec: string, key: string): Promise<Outcome> {

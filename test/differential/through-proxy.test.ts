@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict'
 import {after, before, test} from 'node:test'
 import {PostfixInstance, createPostfixInstance, requirePostfix} from '../helpers/postfix.js'
+import {theirsThenOurs} from '../helpers/compare.js'
 
 const SOURCE = [
   'alice@example.com alice-box',
@@ -86,12 +87,7 @@ async function runAll(): Promise<Map<string, {stdout: string; stderr: string; co
 }
 
 test('every file map type answers through our proxymap exactly as through Postfix\'s', async () => {
-  await pf.startPostfix()
-  const theirs = await runAll()
-  await pf.stopPostfix()
-  await pf.startOurs()
-  const ours = await runAll()
-  await pf.stopOurs()
+  const {theirs, ours} = await theirsThenOurs(pf, runAll)
   let compared = 0
   for (const c of cases) {
     const t = theirs.get(c.type)!

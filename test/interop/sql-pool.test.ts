@@ -24,6 +24,7 @@ import * as mysql from 'mysql2/promise'
 
 import {SQL_MAX_CONNECTIONS_PER_TABLE} from '../../src/lib/tables/sql/host-pool.js'
 import {PostfixInstance, createPostfixInstance, requirePostfix, runCommand, sleep, spawnTracked} from '../helpers/postfix.js'
+import {psqlWithTestDb, theirsThenOurs} from '../helpers/compare.js'
 
 const TABLE = `proxymap_pool_${process.pid}`
 const USER = `pmpool${process.pid}`
@@ -76,10 +77,7 @@ INSERT INTO test.${TABLE} VALUES ${values()};
 
 async function setUpPostgres(): Promise<void> {
   await ensurePostgres()
-  const psql = (db: string, sql: string): Promise<string> =>
-    sh('runuser', ['-u', 'postgres', '--', 'psql', '-v', 'ON_ERROR_STOP=1', '-qtA', '-d', db], sql)
-  if (!(await psql('postgres', "SELECT 1 FROM pg_database WHERE datname = 'test'")).includes('1'))
-    await psql('postgres', 'CREATE DATABASE test')
+  const psql = await psqlWithTestDb(sh)
   await psql('postgres', `CREATE ROLE ${USER} LOGIN PASSWORD '${PASSWORD}';`)
   await psql('test', `CREATE TABLE ${TABLE} (k TEXT, v TEXT);
 INSERT INTO ${TABLE} VALUES ${ROWS.map(([k, v]) => `('${k.replaceAll("'", "''")}', '${v.replaceAll("'", "''")}')`).join(', ')};
@@ -251,12 +249,7 @@ test('(c) mysql, pgsql and sqlite through proxy: our server answers as Postfix\'
     }
     return out
   }
-  await pf.startPostfix()
-  const theirs = await runAll()
-  await pf.stopPostfix()
-  await pf.startOurs()
-  const ours = await runAll()
-  await pf.stopOurs()
+  const {theirs, ours} = await theirsThenOurs(pf, runAll)
   let compared = 0
   for (const label of Object.keys(tables)) {
     const t = theirs.get(label)!
