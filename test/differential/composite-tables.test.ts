@@ -440,6 +440,26 @@ test('through the registry (proxymap): nested open failures are surrogates, writ
   await assert.rejects(Promise.resolve().then(() => env.update?.('a=b', 'c')), TableError)
 })
 
+test('through the registry (postmap): a nested table that cannot be opened fails the open, as postmap stops', async () => {
+  const registry = new TableRegistry()
+  const cfg = configs[0]
+  const lines: string[] = []
+  const read = {mode: 'read' as const, dictFlags: 0, config: cfg.config, log: collectingLog(lines)}
+  const missing = path.join(cfg.dir, 'no-such-table')
+  for (const [spec, reason] of [
+    [`unionmap:{inline:{a=1}, texthash:${missing}}`, `open database ${missing}: No such file or directory`],
+    ['pipemap:{inline:{a=1}, bogus:x}', 'unsupported dictionary type: bogus'],
+    [`unionmap:{pipemap:{texthash:${missing}, inline:{a=1}}}`, `open database ${missing}: No such file or directory`],
+  ]) {
+    const postmap = await runCommand(POSTMAP, ['-c', cfg.dir, '-q', 'a', spec])
+    assert.equal(postmap.code, 1, spec)
+    assert.equal(postmap.stderr.trim(), `postmap: fatal: ${reason}`, spec)
+    await assert.rejects(registry.openStrict(spec, read),
+      (err: unknown) => err instanceof TableError && err.kind === 'retry' && err.message === reason, spec)
+  }
+  assert.deepEqual(lines, [])
+})
+
 test('unix: the sequence, update and delete operations do not exist', async () => {
   const lines: string[] = []
   const t = await openOurs('unix:passwd.byname', 0, configs[0].config, lines)

@@ -66,27 +66,37 @@ export class TableRegistry {
    * throws a config TableError; a table that fails to open is replaced by a surrogate
    * that answers RETRY, after logging the reason as an error.
    */
-  async open(spec: string, options: Omit<OpenOptions, 'openNested'>): Promise<Table> {
+  open(spec: string, options: Omit<OpenOptions, 'openNested'>): Promise<Table> {
+    return this.openWith(spec, options, false)
+  }
+
+  /**
+   * Open without surrogates, nested tables included: errors are thrown to the caller (the
+   * CLI reports them), as postmap stops at the first table that cannot be opened.
+   */
+  async openStrict(spec: string, options: Omit<OpenOptions, 'openNested'>): Promise<Table> {
+    return this.openWith(spec, options, true)
+  }
+
+  private async openWith(spec: string, options: Omit<OpenOptions, 'openNested'>, strict: boolean): Promise<Table> {
     const colon = spec.indexOf(':')
     if (colon <= 0) throw new TableError('config', `open dictionary: expecting "type:name" form instead of "${spec}"`)
     const typeName = spec.slice(0, colon)
     const name = spec.slice(colon + 1)
-    const full: OpenOptions = {...options, openNested: (nested, o) => this.open(nested, o)}
+    const full: OpenOptions = {...options, openNested: (nested, o) => this.openWith(nested, o, strict)}
     const type = this.types.get(typeName)
-    if (!type) return this.surrogate(typeName, name, `unsupported dictionary type: ${typeName}`, full)
+    if (!type) {
+      const reason = `unsupported dictionary type: ${typeName}`
+      if (strict) throw new TableError('retry', reason)
+      return this.surrogate(typeName, name, reason, full)
+    }
     try {
       return await type.open(name, full)
     } catch (err) {
-      if (err instanceof TableError) return this.surrogate(typeName, name, err.message, full)
+      if (err instanceof TableError && !strict) return this.surrogate(typeName, name, err.message, full)
+      if (err instanceof TableError && err.kind !== 'retry') throw new TableError('retry', err.message)
       throw err
     }
-  }
-
-  /** Open without surrogates: errors are thrown to the caller (the CLI reports them). */
-  async openStrict(spec: string, options: Omit<OpenOptions, 'openNested'>): Promise<Table> {
-    const table = await this.open(spec, options)
-    if (table instanceof SurrogateTable) throw new TableError('retry', table.reason)
-    return table
   }
 
   private surrogate(type: string, name: string, reason: string, options: OpenOptions): Table {
