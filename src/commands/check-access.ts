@@ -3,9 +3,12 @@ import {Args, Flags} from '@oclif/core'
 import {confirm} from '@inquirer/prompts'
 import type {ChalkInstance} from 'chalk'
 import {BaseCommand} from '../lib/cli/base-command.js'
+import {reflow} from '../lib/cli/help.js'
 import {CliError} from '../lib/cli/errors.js'
 import {EXIT} from '../lib/cli/exit-codes.js'
+import {outputFlag} from '../lib/cli/output.js'
 import {colorEnabled, colorStatus, makeChalk, renderLineDiff, renderTable} from '../lib/cli/render.js'
+import {DelayedSpinner} from '../lib/cli/spinner.js'
 import {loadMainConfig, resolveConfigDir} from '../lib/config/index.js'
 import {explainAccess, tablesInUse, type AccessReport, type TableCheck, type TableRequest} from '../lib/access/explain.js'
 import {planListEdit, setMainCfParameter, writeMainCf, type ListEdit} from '../lib/access/main-cf-edit.js'
@@ -30,7 +33,7 @@ export interface CheckAccessResult extends AccessReport {
 export default class CheckAccess extends BaseCommand {
   static override summary = 'Explain whether proxymap may open a table, why not, and offer the fix.'
 
-  static override description = `Reads main.cf (and master.cf) of the configuration as Postfix does and says, for each
+  static override description = reflow(`Reads main.cf (and master.cf) of the configuration as Postfix does and says, for each
 TABLE (type:name, with or without proxy:), whether the proxymap service (lookups) or, with
 --write, the proxywrite service (updates) is allowed to open it, and through which parameter
 (e.g. "proxy_read_maps -> $virtual_alias_maps"). For a denied table it names the near misses
@@ -46,6 +49,11 @@ main.cf does not set the list, Postfix's default text is written first). On a te
 change is shown as a diff of main.cf and confirmed; --yes applies it without asking (for
 scripts); otherwise nothing is written. Run "postfix reload" afterwards.
 
+Output (--output, -o): plain, the report as lines (the default in a pipe); table, the same
+with a summary table of the verdicts when there are several tables (the default on a
+terminal); json (or --json), the report as one JSON document (docs/json-output.md). The
+diff of a fix and the confirmation go to stderr.
+
 --json fields: configDir, mainCf, mailOwner {name, uid, gid}, findings [{code, parameter,
 message, hint}], tables [{table, access (read|write), service, parameter, approved, via
 [parameter chain], usedBy, problems [{code, message, hint}], files [{path, role, exists,
@@ -57,7 +65,7 @@ Exit codes: 0 every table approved (and its files usable, and the probe said OK 
 2 usage or configuration error, 3 some table is denied (or the probe got DENY),
 4 a table's files are not usable by mail_owner or the probe got RETRY, 5 the probe got BAD or
 CONFIG, 6 the service could not be reached (--probe). After a fix is applied, the status
-describes main.cf as written.`
+describes main.cf as written.`)
 
   static override examples = [
     '<%= config.bin %> check-access -c /etc/postfix proxy:hash:/etc/postfix/virtual',
@@ -79,6 +87,7 @@ describes main.cf as written.`
     probe: Flags.boolean({summary: 'Also ask the running service: open the table and look up a probe key.', default: false}),
     'probe-key': Flags.string({summary: 'The key --probe looks up.', default: DEFAULT_PROBE_KEY}),
     yes: Flags.boolean({char: 'y', summary: 'Apply the fix (add denied tables to main.cf) without asking.', default: false}),
+    output: outputFlag('table on a terminal, else plain'),
   }
 
   async run(): Promise<CheckAccessResult> {
@@ -86,7 +95,8 @@ describes main.cf as written.`
     const tables = argv as string[]
     if (!flags.all && tables.length === 0) throw new CliError('name at least one TABLE, or use --all', EXIT.USAGE, 'example: proxymap check-access proxy:hash:/etc/postfix/virtual')
     const configDir = path.resolve(resolveConfigDir(flags['config-dir']))
-    const json = this.jsonEnabled()
+    const format = this.outputFormat(flags.output, true)
+    const json = format === 'json'
     const out = makeChalk(colorEnabled(flags.color, process.stdout))
     const err = makeChalk(colorEnabled(flags.color, process.stderr))
 
@@ -99,9 +109,12 @@ describes main.cf as written.`
 
     if (flags.probe) {
       const config = this.orUsageError(() => loadMainConfig({configDir}))
-      for (const table of report.tables) table.probe = await probeTable(config, table.table, table.access, flags['probe-key'])
+      const spinner = DelayedSpinner.forStderr(flags.color)
+      for (const table of report.tables)
+        table.probe = await spinner.during(`asking the ${table.access === 'read' ? 'proxymap' : 'proxywrite'} service about proxy:${table.table}`,
+          probeTable(config, table.table, table.access, flags['probe-key']))
     }
-    if (!json) process.stdout.write(renderReport(report, out, flags.all && wanted.length === 0))
+    if (!json) process.stdout.write(renderReport(report, out, flags.all && wanted.length === 0, format === 'table'))
 
     const fix = await this.offerFix(report, flags.yes, json, err)
     if (fix?.applied) {
@@ -180,14 +193,15 @@ function exitCodeOf(report: CheckAccessResult, fixed: boolean): number {
   return EXIT.OK
 }
 
-function renderReport(report: CheckAccessResult, c: ChalkInstance, emptyAll: boolean): string {
+function renderReport(report: CheckAccessResult, c: ChalkInstance, emptyAll: boolean, withTable: boolean): string {
   const lines: string[] = []
   for (const f of report.findings) {
     lines.push(`${c.yellow('main.cf:')} ${f.message}`)
     if (f.hint) lines.push(`  ${c.dim('fix:')} ${f.hint}`)
   }
   if (emptyAll) lines.push('main.cf uses no proxy: tables')
-  if (report.tables.length > 1) {
+  // The per-table lines below say the same: the summary table is for people only.
+  if (withTable && report.tables.length > 1) {
     const rows = report.tables.map(t => [
       `proxy:${t.table}`,
       t.access === 'read' ? `lookups (${t.service})` : `updates (${t.service})`,

@@ -1,8 +1,10 @@
 import {Args, Flags} from '@oclif/core'
-import ora, {Ora} from 'ora'
 import {BaseCommand} from '../lib/cli/base-command.js'
+import {reflow} from '../lib/cli/help.js'
 import {toCliError} from '../lib/cli/errors.js'
+import {outputFlag} from '../lib/cli/output.js'
 import {colorEnabled} from '../lib/cli/render.js'
+import {DelayedSpinner} from '../lib/cli/spinner.js'
 import {maintainFlags, stderrTableLog} from '../lib/maintain/command-support.js'
 import {dumpEntries} from '../lib/maintain/maintain.js'
 import {DumpRenderer, JsonDump, PlainDump, StreamWriter, TableDump} from '../lib/maintain/output.js'
@@ -13,31 +15,35 @@ const PROGRESS_EVERY = 1000
 export default class Dump extends BaseCommand {
   static override summary = 'List every key and value of a table, directly or through the proxymap service (like postmap -s).'
 
-  static override description = `TABLE is type:name as in main.cf. A proxy:type:name table is listed through the
+  static override description = reflow(`TABLE is type:name as in main.cf. A proxy:type:name table is listed through the
 running proxymap service of the configuration (ours or Postfix's own; Postfix 3.7's
 postmap -s refuses proxy: tables); the table must be listed in proxy_read_maps. Any other
 table is opened directly, read-only. Entries come in the table's own order (lmdb: key
 byte order) and are streamed one by one: memory stays constant whatever the table size.
 
-Output:
-  default         "key<TAB>value" lines, the bytes as stored, as postmap -s prints them
-  --json          one JSON document, streamed:
-                  {"table":"…","entries":[{"key":"…","value":"…"},…],"count":N}
-                  (UTF-8 decoded); when the listing fails part-way the document still
-                  closes, with "error":{"message","exitCode"} after "count"
-  --output table  a table for people: the first --max-rows entries, then the count
+Output (--output, -o):
+  plain   "key<TAB>value" lines, the bytes as stored, as postmap -s prints them (the
+          default, also on a terminal: it streams, while a table must hold its rows)
+  table   a table for people: the first --max-rows entries, then the count
+  json    (or --json) one JSON document, streamed:
+          {"table":"…","entries":[{"key":"…","value":"…"},…],"count":N}
+          (UTF-8 decoded); when the listing fails part-way the document still
+          closes, with "error":{"message","exitCode"} after "count" (docs/json-output.md)
 
-On a terminal a spinner on stderr counts the entries read (not with --json, not in a
-pipe, and not when the plain listing itself goes to the terminal).
+On a terminal a spinner on stderr shows the wait for the table and then counts the
+entries read, once the dump takes longer than a moment (not with --json, not in a pipe,
+not with NO_COLOR or --no-color, and not when the plain listing itself goes to the
+terminal).
 
 Exit codes: 0 done (also for an empty table), 2 usage or configuration error,
 3 DENY (table not in proxy_read_maps), 4 RETRY (table unavailable), 5 BAD/CONFIG
-(invalid request, or the table type cannot be listed), 6 service not reachable.`
+(invalid request, or the table type cannot be listed), 6 service not reachable.`)
 
   static override examples = [
     '<%= config.bin %> dump -c /etc/postfix proxy:lmdb:/var/lib/postfix/senders',
     '<%= config.bin %> dump --json lmdb:/etc/postfix/virtual | jq -r \'.entries[].key\'',
     '<%= config.bin %> dump --output table inline:{alice=a,bob=b}',
+    '<%= config.bin %> dump -c /etc/postfix proxy:lmdb:/var/lib/postfix/senders | grep -c .',
   ]
 
   static override args = {
@@ -46,43 +52,39 @@ Exit codes: 0 done (also for an empty table), 2 usage or configuration error,
 
   static override flags = {
     ...maintainFlags,
-    output: Flags.string({
-      char: 'o',
-      summary: 'Output format: plain (key<TAB>value lines) or table (for people).',
-      options: ['plain', 'table'],
-      default: 'plain',
-    }),
+    output: outputFlag('plain'),
     'max-rows': Flags.integer({summary: 'With --output table: show at most this many entries.', default: 1000, min: 1}),
   }
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Dump)
     const config = this.loadConfig(flags['config-dir'])
-    const json = this.jsonEnabled()
-    const asTable = !json && flags.output === 'table'
+    const format = this.outputFormat(flags.output, false)
+    const json = format === 'json'
+    const asTable = format === 'table'
     const out = new StreamWriter(process.stdout, json || asTable ? 'utf8' : 'latin1')
     const color = colorEnabled(flags.color, process.stdout)
     const renderer: DumpRenderer = json ? new JsonDump(out, args.table)
       : asTable ? new TableDump(out, flags['max-rows'], color)
       : new PlainDump(out)
-    const progress = process.stderr.isTTY && !json && (asTable || !process.stdout.isTTY)
-      ? ora({text: `reading ${args.table}`, stream: process.stderr, discardStdin: false}) : undefined
+    const progress = DelayedSpinner.forStderr(flags.color, !json && (asTable || !process.stdout.isTTY))
 
     let count = 0
     let begun = false
     const entries = dumpEntries({
       config, table: args.table, fold: !flags['no-fold'], dialect: flags.dialect as 'legacy' | 'v2', log: stderrTableLog(),
     })
+    progress.start(`opening ${args.table}`)
     try {
       for await (const [key, value] of entries) {
         if (!begun) {
           begun = true
-          progress?.start()
+          progress.text = `reading ${args.table}`
           await renderer.begin()
         }
         await renderer.entry(key, value)
         count++
-        if (progress && count % PROGRESS_EVERY === 0) progress.text = `${count} entries read from ${args.table}`
+        if (count % PROGRESS_EVERY === 0) progress.text = `${count} entries read from ${args.table}`
         if (out.readerGone) break // `dump | head`: stop quietly (and close the table)
       }
     } catch (err) {
@@ -102,7 +104,6 @@ Exit codes: 0 done (also for an empty table), 2 usage or configuration error,
   }
 }
 
-function stopProgress(progress: Ora | undefined, count: number): void {
-  if (progress?.isSpinning) progress.stopAndPersist({symbol: '', text: `${count} ${count === 1 ? 'entry' : 'entries'} read`})
-  else progress?.stop()
+function stopProgress(progress: DelayedSpinner, count: number): void {
+  progress.stop(`${count} ${count === 1 ? 'entry' : 'entries'} read`)
 }

@@ -1,6 +1,10 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../lib/cli/base-command.js'
+import {reflow} from '../lib/cli/help.js'
 import {EXIT} from '../lib/cli/exit-codes.js'
+import {outputFlag} from '../lib/cli/output.js'
+import {colorEnabled, colorStatus, makeChalk, renderTable} from '../lib/cli/render.js'
+import {DelayedSpinner} from '../lib/cli/spinner.js'
 import {inputLines} from '../lib/cli/stdin-lines.js'
 import {Logger, StreamSink} from '../lib/log/logger.js'
 import {QueryResult, queryKeys} from '../lib/query/query.js'
@@ -8,20 +12,29 @@ import {QueryResult, queryKeys} from '../lib/query/query.js'
 export default class Query extends BaseCommand {
   static override summary = 'Look keys up in a table, directly or through the proxymap service (like postmap -q).'
 
-  static override description = `TABLE is type:name as in main.cf. A proxy:type:name table is asked through the
+  static override description = reflow(`TABLE is type:name as in main.cf. A proxy:type:name table is asked through the
 running proxymap service of the configuration (ours or Postfix's own); any other table
 is opened directly. With one KEY the value alone is printed; with several KEYs, or "-"
 to read keys from standard input, each hit is printed as "key<TAB>value", as postmap -q.
 
+Output (--output, -o):
+  plain   the value, or "key<TAB>value" per hit: byte for byte what postmap -q prints
+          (the default in a pipe, and for one KEY or "-")
+  table   key, status (OK or NOKEY) and value of every key, for people (the default on
+          a terminal when several KEYs are given)
+  json    (or --json) {"table","results":[{"key","found","value"}],"found","missing"};
+          "value" only when found (docs/json-output.md)
+
 Exit codes: 0 found (at least one key), 1 not found, 2 usage or configuration error,
 3 DENY (table not approved), 4 RETRY (table unavailable), 5 BAD/CONFIG,
-6 service not reachable.`
+6 service not reachable.`)
 
   static override examples = [
     '<%= config.bin %> query -c examples/postfix proxy:texthash:examples/postfix/virtual alice@example.com',
     '<%= config.bin %> query -c /etc/postfix proxy:lmdb:/etc/postfix/virtual alice@example.com bob@example.com',
     'printf "alice@example.com\\nbob@example.com\\n" | <%= config.bin %> query proxy:lmdb:/etc/postfix/virtual -',
     '<%= config.bin %> query --json inline:{alice=a,bob=b} alice',
+    '<%= config.bin %> query --output table -c /etc/postfix proxy:lmdb:/etc/postfix/virtual alice@example.com bob@example.com',
   ]
 
   static override strict = false
@@ -38,6 +51,7 @@ Exit codes: 0 found (at least one key), 1 not found, 2 usage or configuration er
       options: ['legacy', 'v2'],
       default: 'legacy',
     }),
+    output: outputFlag('table on a terminal with several KEYs, else plain'),
   }
 
   async run(): Promise<{table: string; results: QueryResult[]; found: number; missing: number}> {
@@ -47,21 +61,37 @@ Exit codes: 0 found (at least one key), 1 not found, 2 usage or configuration er
     const fromStdin = keyArgs.length === 1 && keyArgs[0] === '-'
     const listing = fromStdin || keyArgs.length > 1
     const log = new Logger('proxymap', [new StreamSink(process.stderr)])
+    const format = this.outputFormat(flags.output, !fromStdin && keyArgs.length > 1)
     // postmap -q - takes each whole line, without its newline, as a key.
     const keys = fromStdin ? inputLines() : keyArgs
+    // Not while the person types the keys: the spinner would draw over their input.
+    const spinner = DelayedSpinner.forStderr(flags.color, !(fromStdin && process.stdin.isTTY))
     const results: QueryResult[] = []
     let found = 0
-    for await (const result of queryKeys({
+    let answered = 0
+    const answers = queryKeys({
       config, table: args.table, keys: [], fold: !flags['no-fold'], dialect: flags.dialect as 'legacy' | 'v2',
       log: {warning: m => log.warning(m), error: m => log.error(m), info: m => log.info(m)},
-    }, keys)) {
+    }, keys)
+    for (;;) {
+      // The first answer includes opening the table (connecting to the service for proxy:).
+      const next = await spinner.during(answered++ === 0 ? `opening ${args.table}` : `looking up in ${args.table}`, answers.next())
+      if (next.done) break
+      const result = next.value
       if (result.found) found++
-      if (this.jsonEnabled()) results.push(result)
+      if (format !== 'plain') results.push(result)
       else if (result.found) process.stdout.write(listing ? `${result.key}\t${result.value}\n` : `${result.value}\n`)
     }
+    if (format === 'table') process.stdout.write(`${renderResults(results, colorEnabled(flags.color, process.stdout))}\n`)
     const summary = {table: args.table, results, found, missing: results.length - found}
     // Not found is an answer, not an error: one JSON document, and exit 1 as postmap -q.
     if (found === 0) process.exitCode = EXIT.NOT_FOUND
     return summary
   }
+}
+
+function renderResults(results: QueryResult[], color: boolean): string {
+  const c = makeChalk(color)
+  const rows = results.map(r => [r.key, colorStatus(c, r.found ? 'OK' : 'NOKEY'), r.value ?? ''])
+  return renderTable(rows, {head: ['key', 'status', 'value'], color})
 }

@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../lib/cli/base-command.js'
+import {reflow} from '../lib/cli/help.js'
 import {Logger, StreamSink} from '../lib/log/logger.js'
 import {startStandalone} from '../lib/server/standalone.js'
 import {runUnderMaster, startedByMaster} from '../lib/server/master.js'
@@ -8,7 +9,7 @@ import {ServiceKind} from '../lib/server/proxymap-service.js'
 export default class Serve extends BaseCommand {
   static override summary = 'Run the proxymap and proxywrite services (a drop-in for Postfix\'s proxymap daemon).'
 
-  static override description = `Reads DIR/main.cf and listens where Postfix's clients look for the services:
+  static override description = reflow(`Reads DIR/main.cf and listens where Postfix's clients look for the services:
 $queue_directory/private/$proxymap_service_name (read-only lookups) and
 $queue_directory/private/$proxywrite_service_name (updates), so that real Postfix
 programs using that configuration reach it unchanged. Tables are approved by
@@ -16,7 +17,14 @@ proxy_read_maps and proxy_write_maps, exactly as Postfix approves them.
 
 Started as root it binds the sockets and then runs as mail_owner. It logs to
 standard error in Postfix's format and stops cleanly on SIGTERM or SIGINT, removing
-its sockets. A stale socket left by a killed server is replaced.`
+its sockets. A stale socket left by a killed server is replaced.
+
+No --json and no --output: what it prints is Postfix's log lines, for the tools that read
+Postfix's logs (under master(8): syslog or maillog_file, as Postfix's proxymap).
+
+Exit codes: 0 stopped by SIGTERM or SIGINT, 2 configuration error (unreadable main.cf,
+a live server already on a socket, mail_owner unknown or with uid 0), and under master(8)
+what Postfix's daemons exit with.`)
 
   static override examples = [
     '<%= config.bin %> serve -c examples/postfix',

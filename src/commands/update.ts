@@ -1,7 +1,11 @@
 import {Args} from '@oclif/core'
 import {BaseCommand} from '../lib/cli/base-command.js'
+import {reflow} from '../lib/cli/help.js'
 import {CliError} from '../lib/cli/errors.js'
 import {EXIT} from '../lib/cli/exit-codes.js'
+import {outputFlag} from '../lib/cli/output.js'
+import {colorEnabled, colorStatus, makeChalk, renderTable} from '../lib/cli/render.js'
+import {DelayedSpinner} from '../lib/cli/spinner.js'
 import {inputLines} from '../lib/cli/stdin-lines.js'
 import {maintainFlags, reportBatchFailure, stderrTableLog} from '../lib/maintain/command-support.js'
 import {BatchFailure, UpdateSummary, updateEntries} from '../lib/maintain/maintain.js'
@@ -10,7 +14,7 @@ import {InputEntry, postmapEntries} from '../lib/maintain/postmap-input.js'
 export default class Update extends BaseCommand {
   static override summary = 'Add or replace entries of a table, directly or through the proxywrite service (like postmap -i -r).'
 
-  static override description = `TABLE is type:name as in main.cf. A proxy:type:name table is changed through the
+  static override description = reflow(`TABLE is type:name as in main.cf. A proxy:type:name table is changed through the
 running proxywrite service of the configuration (ours or Postfix's own: Postfix 3.7's own
 tools cannot update through proxy:); the table must be listed in proxy_write_maps. Any
 other table is opened directly for writing (a missing lmdb file is created), with the
@@ -24,18 +28,24 @@ malformed line, the batch stops there. Entries are applied one by one, in order;
 batch stops at the first failure, reporting how many were applied before and the key
 (and input line) that failed. Nothing is rolled back.
 
-Output: "TABLE: N updated" (--json: {"table","updated"}; after a failure
-{"table","updated","failed":{"key","line","message","exitCode"}}).
+Output (--output, -o):
+  plain   "TABLE: N updated" (the default)
+  table   the same as a table, for people
+  json    (or --json) {"table","updated"}; after a failure
+          {"table","updated","failed":{"key","line","message","hint","exitCode"}}
+          ("key", "line" and "hint" only when known; docs/json-output.md)
+A failure is also reported on stderr, naming the key and input line.
 
 Exit codes: 0 every entry stored, 2 usage error or malformed input line,
 3 DENY (table not in proxy_write_maps), 4 RETRY (table unavailable or write failed),
 5 BAD/CONFIG (invalid request, table type cannot be updated, update refused),
-6 service not reachable.`
+6 service not reachable.`)
 
   static override examples = [
     '<%= config.bin %> update -c /etc/postfix proxy:lmdb:/var/lib/postfix/senders alice@example.com OK',
     'printf "alice@example.com OK\\nbob@example.com REJECT\\n" | <%= config.bin %> update proxy:lmdb:/var/lib/postfix/senders -',
     '<%= config.bin %> update --json lmdb:/etc/postfix/virtual alice@example.com alice@mailbox.example.com',
+    '<%= config.bin %> update -c /etc/postfix proxy:lmdb:/var/lib/postfix/senders - < senders.txt',
   ]
 
   static override strict = false
@@ -46,27 +56,38 @@ Exit codes: 0 every entry stored, 2 usage error or malformed input line,
     value: Args.string({description: 'the value (one argument: quote it when it has spaces)', ignoreStdin: true}),
   }
 
-  static override flags = maintainFlags
+  static override flags = {
+    ...maintainFlags,
+    output: outputFlag('plain'),
+  }
 
   async run(): Promise<UpdateSummary | undefined> {
     const {args, argv, flags} = await this.parse(Update)
     const rest = (argv as string[]).slice(1)
+    const fromStdin = rest.length === 1 && rest[0] === '-'
     let entries: AsyncIterable<InputEntry> | InputEntry[]
-    if (rest.length === 1 && rest[0] === '-') entries = postmapEntries(inputLines())
+    if (fromStdin) entries = postmapEntries(inputLines())
     else if (rest.length === 2 && rest[0] !== '' && rest[1] !== '') entries = [{key: rest[0], value: rest[1]}]
     else throw new CliError('expected KEY VALUE (both non-empty), or - to read "key value" lines from standard input', EXIT.USAGE)
     const config = this.loadConfig(flags['config-dir'])
+    const format = this.outputFormat(flags.output, false)
+    // Not while the person types the entries: the spinner would draw over their input.
+    const spinner = DelayedSpinner.forStderr(flags.color, !(fromStdin && process.stdin.isTTY))
     let summary: UpdateSummary
     try {
-      summary = await updateEntries({
+      summary = await spinner.during(`updating ${args.table}`, updateEntries({
         config, table: args.table, fold: !flags['no-fold'], dialect: flags.dialect as 'legacy' | 'v2', log: stderrTableLog(),
-      }, entries)
+      }, entries))
     } catch (err) {
       if (!(err instanceof BatchFailure)) throw err
       reportBatchFailure(err, this.jsonEnabled())
       return undefined
     }
-    if (!this.jsonEnabled()) process.stdout.write(`${summary.table}: ${summary.updated} updated\n`)
+    if (format === 'plain') process.stdout.write(`${summary.table}: ${summary.updated} updated\n`)
+    else if (format === 'table') {
+      const color = colorEnabled(flags.color, process.stdout)
+      process.stdout.write(`${renderTable([[summary.table, colorStatus(makeChalk(color), 'OK', String(summary.updated))]], {head: ['table', 'updated'], color})}\n`)
+    }
     return summary
   }
 }

@@ -11,6 +11,7 @@ import {
   POSTCONF, PROJECT_BIN, PROJECT_ROOT, createPostfixInstance, runCommand,
   type PostfixInstance, type RunResult,
 } from '../helpers/postfix.js'
+import {runOnTerminal} from '../helpers/terminal.js'
 
 const ESC = '\u001b['
 
@@ -62,42 +63,8 @@ async function realLookup(pf: PostfixInstance, table: string, key: string): Prom
   return pf.postmap(['-q', key, table], {timeoutMs: 20_000})
 }
 
-// Runs argv on a fresh pseudo-terminal (python3's pty module): answers the confirmation
-// prompt with `answer` once it appears, and returns everything the terminal showed.
-const PTY_DRIVER = `
-import os, pty, sys, time, select
-answer = os.environ["PTY_ANSWER"].encode()
-pid, fd = pty.fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-out = b""
-sent = False
-deadline = time.time() + 40
-while time.time() < deadline:
-    r, _, _ = select.select([fd], [], [], 0.2)
-    if r:
-        try:
-            data = os.read(fd, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        out += data
-        if not sent and b"Write this change" in out:
-            time.sleep(0.3)
-            os.write(fd, answer[:1])
-            time.sleep(0.3)
-            os.write(fd, answer[1:])
-            sent = True
-_, status = os.waitpid(pid, 0)
-sys.stdout.buffer.write(out)
-sys.exit(os.waitstatus_to_exitcode(status))
-`
-
 function onTerminal(args: string[], answer: string, env: NodeJS.ProcessEnv): Promise<RunResult> {
-  return runCommand('python3', ['-c', PTY_DRIVER, process.execPath, PROJECT_BIN, 'check-access', ...args], {
-    cwd: PROJECT_ROOT, env: {...env, PTY_ANSWER: answer, TERM: 'xterm-256color'}, timeoutMs: 60_000,
-  })
+  return runOnTerminal(['check-access', ...args], {env, answer})
 }
 
 describe('check-access', () => {

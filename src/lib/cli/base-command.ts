@@ -5,6 +5,9 @@ import {Command, Flags, Interfaces} from '@oclif/core'
 import {loadMainConfig, resolveConfigDir} from '../config/index.js'
 import type {MainConfig} from '../config/index.js'
 import {CliError, toCliError} from './errors.js'
+import {EXIT} from './exit-codes.js'
+import {argvAsksForJson, argvTurnsColorOff, chooseOutput, type OutputFormat} from './output.js'
+import {colorEnabled, makeChalk} from './render.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 
@@ -25,6 +28,23 @@ export abstract class BaseCommand extends Command {
     }),
   }
 
+  /** --json, or --output json on a command that has --output (oclif only knows --json). */
+  override jsonEnabled(): boolean {
+    if (super.jsonEnabled()) return true
+    const flags = (this.ctor as typeof BaseCommand).flags as Record<string, unknown> | undefined
+    return this.ctor.enableJsonFlag === true && flags?.output !== undefined && argvAsksForJson(this.argv)
+  }
+
+  /** JSON is data: never coloured (oclif colours it on a terminal), one document per run. */
+  override logJson(json: unknown): void {
+    process.stdout.write(`${JSON.stringify(json, null, 2)}\n`)
+  }
+
+  /** See chooseOutput(): json, the --output flag, else table only on a terminal where it helps. */
+  protected outputFormat(requested: string | undefined, tableOnTerminal: boolean): OutputFormat {
+    return chooseOutput(requested, this.jsonEnabled(), tableOnTerminal)
+  }
+
   protected loadConfig(configDir: string | undefined): MainConfig {
     try {
       // Absolute, so that $config_directory-relative paths name the same files whatever
@@ -37,13 +57,24 @@ export abstract class BaseCommand extends Command {
 
   /** No stack traces: say what was wrong and what to do, with the documented exit code. */
   protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
-    // oclif's own parse errors and exits keep their handling.
-    if (err.oclif !== undefined) return super.catch(err)
+    if (err.oclif !== undefined) {
+      // A flag-parser error with --json: our error document, not oclif's dump of its parser
+      // state; otherwise oclif's own text (exit 2) and exits keep their handling.
+      if (this.jsonEnabled() && (err as {code?: string}).code !== 'EEXIT') {
+        const message = err.message.split('\n').map(line => line.trim()).filter(line => line && !line.startsWith('See more help')).join(' ')
+        this.logJson({error: {message, hint: `see ${this.config.bin} ${this.id} --help`, exitCode: EXIT.USAGE}})
+        this.exit(EXIT.USAGE)
+      }
+      return super.catch(err)
+    }
     const cliError = toCliError(err)
     if (this.jsonEnabled()) {
       this.logJson({error: {message: cliError.message, hint: cliError.hint, exitCode: cliError.exitCode}})
     } else {
-      process.stderr.write(`proxymap: ${cliError.message}\n`)
+      // Coloured by its status (RETRY magenta, every other failure red), on a terminal only.
+      const c = makeChalk(colorEnabled(!argvTurnsColorOff(this.argv), process.stderr))
+      const paint = cliError.exitCode === EXIT.RETRY ? c.magenta : c.red
+      process.stderr.write(`proxymap: ${paint(cliError.message)}\n`)
       if (cliError.hint) process.stderr.write(`proxymap: hint: ${cliError.hint}\n`)
     }
     this.exit(cliError.exitCode)

@@ -23,7 +23,8 @@ export function toCliError(err: unknown): CliError {
   }
   if (err instanceof TableError) return new CliError(err.message, err.kind === 'retry' ? EXIT.RETRY : EXIT.BAD)
   if (err instanceof ServiceUnavailableError) return new CliError(err.message, EXIT.UNAVAILABLE)
-  if (err instanceof ProtocolError) return new CliError(err.message, EXIT.UNAVAILABLE)
+  if (err instanceof ProtocolError)
+    return new CliError(err.message, EXIT.UNAVAILABLE, 'check that a proxymap service (ours or Postfix\'s) is listening on that socket, and look at its log')
   const e = err as Error
   return new CliError(e?.message ?? String(err), EXIT.USAGE)
 }
