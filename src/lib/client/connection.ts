@@ -2,6 +2,7 @@
 // read the server's announcement, then strictly one request, one reply.
 
 import net from 'node:net'
+import path from 'node:path'
 import {AttrDecoder, AttrList, MAIL_ATTR, MAIL_ATTR_PROTO_PROXYMAP, encodeRequest, parseReply,
   ProtocolError, ProxyReply, ProxyRequest} from '../protocol/index.js'
 
@@ -15,7 +16,7 @@ export class ServiceUnavailableError extends Error {
 function describeConnectError(socketPath: string, err: NodeJS.ErrnoException | Error): string {
   const code = (err as NodeJS.ErrnoException).code
   if (code === 'ENOENT')
-    return `no service socket at ${socketPath}: the proxymap service is not running for this configuration (start it with "proxymap serve -c DIR" or "postfix start"), or -c points at another configuration`
+    return `no service socket at ${socketPath}: the ${path.basename(socketPath)} service is not running for this configuration (start it with "proxymap serve -c DIR" or "postfix start"), or -c points at another configuration`
   if (code === 'ECONNREFUSED')
     return `connection refused by ${socketPath}: a stale socket is left behind and no server is listening (start the service)`
   if (code === 'EACCES')
