@@ -2,10 +2,11 @@
 // (a) 50 concurrent `postmap -q KEY proxy:mysql:FILE.cf` share one open table, and MariaDB
 //     never sees more connections from the table's dedicated user than
 //     SQL_MAX_CONNECTIONS_PER_TABLE (information_schema.PROCESSLIST sampled every 10 ms);
-// (b) a PRIVATE MariaDB (mariadb-install-db + mariadbd on a UNIX socket, started and stopped
-//     by pid) is stopped in the middle of a run: every answer is the right value or a RETRY
-//     (postmap: "query error"), never a wrong value or "not found"; after it is started again
-//     lookups succeed without restarting proxymap (within the 60 s host retry interval);
+// (b) a PRIVATE MariaDB (test/helpers/mariadb.ts: mariadb-install-db + mariadbd on a UNIX
+//     socket, started and stopped by pid) is stopped in the middle of a run: every answer is
+//     the right value or a RETRY (postmap: "query error"), never a wrong value or "not
+//     found"; after it is started again lookups succeed without restarting proxymap
+//     (within the 60 s host retry interval);
 // (c) mysql, pgsql and sqlite tables through proxy: answered by our server exactly as by
 //     Postfix's own proxymap on the same instance (`postmap -q - proxy:TYPE:FILE.cf`).
 //
@@ -17,13 +18,13 @@
 import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import type {ChildProcess} from 'node:child_process'
 import {after, before, test} from 'node:test'
 import Database from 'better-sqlite3'
 import * as mysql from 'mysql2/promise'
 
 import {SQL_MAX_CONNECTIONS_PER_TABLE} from '../../src/lib/tables/sql/host-pool.js'
-import {PostfixInstance, createPostfixInstance, requirePostfix, runCommand, sleep, spawnTracked} from '../helpers/postfix.js'
+import {PostfixInstance, createPostfixInstance, requirePostfix, runCommand, sleep} from '../helpers/postfix.js'
+import {PrivateMariadb} from '../helpers/mariadb.js'
 import {psqlWithTestDb, theirsThenOurs} from '../helpers/compare.js'
 
 const TABLE = `proxymap_pool_${process.pid}`
@@ -37,7 +38,7 @@ const KEYS = ['alice@example.com', 'ALICE@EXAMPLE.COM', 'bob@example.com', 'exam
   'nobody@example.com', 'josé@example.com', 'JOSÉ@example.com', "it's", '']
 
 let pf: PostfixInstance
-let privateDb: {dir: string; socket: string; child?: ChildProcess} | undefined
+let privateDb: PrivateMariadb | undefined
 
 async function sh(command: string, args: string[], input?: string): Promise<string> {
   const r = await runCommand(command, args, {input, timeoutMs: 60_000})
@@ -84,37 +85,12 @@ INSERT INTO ${TABLE} VALUES ${ROWS.map(([k, v]) => `('${k.replaceAll("'", "''")}
 GRANT SELECT ON ${TABLE} TO ${USER};`)
 }
 
-/** A private MariaDB on a UNIX socket only; root has no password. */
+/** A private MariaDB on a UNIX socket only, with the test table. */
 async function initPrivateMariadb(): Promise<void> {
-  const dir = fs.mkdtempSync(path.join(pf.dir, 'mariadb-'))
-  fs.chmodSync(dir, 0o755)
-  privateDb = {dir, socket: path.join(dir, 'sock')}
-  await sh('mariadb-install-db', ['--no-defaults', `--datadir=${path.join(dir, 'data')}`, '--auth-root-authentication-method=normal', '--user=root', '--skip-test-db'])
-  await startPrivateMariadb()
-  await sh('mysql', ['-S', privateDb.socket, '-u', 'root'], `CREATE DATABASE test;
+  privateDb = await PrivateMariadb.create(pf.dir)
+  await privateDb.sql(`CREATE DATABASE test;
 CREATE TABLE test.${TABLE} (k VARCHAR(100), v VARCHAR(100)) CHARACTER SET utf8mb4;
 INSERT INTO test.${TABLE} VALUES ${values()};`)
-}
-
-async function startPrivateMariadb(): Promise<void> {
-  const db = privateDb!
-  db.child = spawnTracked('/usr/sbin/mariadbd', [
-    '--no-defaults', `--datadir=${path.join(db.dir, 'data')}`, `--socket=${db.socket}`, '--skip-networking', '--user=root',
-    `--pid-file=${path.join(db.dir, 'pid')}`, `--log-error=${path.join(db.dir, 'error.log')}`,
-  ], {stdio: 'ignore'})
-  for (let i = 0; i < 150; i++) {
-    if ((await runCommand('mysql', ['-S', db.socket, '-u', 'root', '-e', 'SELECT 1'], {timeoutMs: 5000})).code === 0) return
-    await sleep(200)
-  }
-  throw new Error(`private mariadbd did not start: ${fs.readFileSync(path.join(db.dir, 'error.log'), 'utf8').slice(-2000)}`)
-}
-
-async function stopPrivateMariadb(): Promise<void> {
-  const child = privateDb?.child
-  if (!child || child.exitCode !== null || child.signalCode !== null) return
-  const exited = new Promise((resolve) => child.once('exit', resolve))
-  child.kill('SIGTERM')
-  await exited
 }
 
 before(async () => {
@@ -124,7 +100,7 @@ before(async () => {
 })
 
 after(async () => {
-  await stopPrivateMariadb().catch(() => {})
+  await privateDb?.stop().catch(() => {})
   await pf?.destroy()
   await runCommand('mysql', ['-e', `DROP TABLE IF EXISTS test.${TABLE}; DROP USER IF EXISTS '${USER}'@'127.0.0.1';`]).catch(() => {})
   await runCommand('runuser', ['-u', 'postgres', '--', 'psql', '-d', 'test', '-c', `DROP TABLE IF EXISTS ${TABLE}; DROP ROLE IF EXISTS ${USER};`]).catch(() => {})
@@ -199,10 +175,10 @@ test('(b) a database that goes away gives RETRY, never a wrong answer, and is us
   })
   try {
     await sleep(1500)
-    await stopPrivateMariadb()
+    await privateDb!.stop()
     phase = 'down'
     await sleep(3000)
-    await startPrivateMariadb()
+    await privateDb!.start()
     phase = 'back'
     // Postfix leaves a failed host alone for 60 s (SQL_HOST_RETRY_INTERVAL_MS); so do we.
     const deadline = Date.now() + 90_000
