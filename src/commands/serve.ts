@@ -3,6 +3,7 @@ import {BaseCommand} from '../lib/cli/base-command.js'
 import {reflow} from '../lib/cli/help.js'
 import {Logger, StreamSink} from '../lib/log/logger.js'
 import {startStandalone} from '../lib/server/standalone.js'
+import {cleanEnvironment} from '../lib/tables/environ.js'
 import {runUnderMaster, startedByMaster} from '../lib/server/master.js'
 import {ServiceKind} from '../lib/server/proxymap-service.js'
 
@@ -51,6 +52,8 @@ what Postfix's daemons exit with.`)
     const config = this.loadConfig(flags['config-dir'])
     const log = new Logger(Logger.tagFor(config.get('syslog_name'), 'proxymap'), [new StreamSink(process.stderr, config.get('myhostname'))])
     const services: ServiceKind[] = (flags.service ?? ['proxymap', 'proxywrite']).map(s => s === 'proxymap' ? 'read' : 'write')
+    // master(8) would have cleaned the environment before starting proxymap.
+    cleanEnvironment(config)
     const server = await startStandalone({config, log, services})
     for (const s of server.sockets)
       log.info(`listening on ${s.path} (${s.kind === 'read' ? 'read-only proxymap' : 'read-write proxywrite'} service)${server.runsAs ? `, running as ${server.runsAs}` : ''}`)

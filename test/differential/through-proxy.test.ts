@@ -33,7 +33,13 @@ const names = new Map<string, string>()
 
 before(async () => {
   requirePostfix()
-  pf = await createPostfixInstance({prefix: 'pm-through-', main: {smtputf8_enable: 'yes'}})
+  // Both servers inherit this variable; master(8) removes it from the daemons' environment
+  // (import_environment), and a standalone proxymap must too.
+  process.env.pmtest_shell_only = 'from the shell'
+  pf = await createPostfixInstance({prefix: 'pm-through-', main: {
+    smtputf8_enable: 'yes',
+    import_environment: 'MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C POSTLOG_SERVICE POSTLOG_HOSTNAME pmtest_set=from-main.cf',
+  }})
   names.set('texthash', await pf.createTable('texthash', 'th', SOURCE, {build: false}))
   names.set('cdb', await pf.createTable('cdb', 'cdbt', SOURCE))
   names.set('lmdb', await pf.createTable('lmdb', 'ldb', SOURCE))
@@ -65,10 +71,12 @@ before(async () => {
   names.set('pipemap', `pipemap:{${names.get('regexp')}, inline:{mailbox-joe=joe-final, known-alice=alice-final}}`)
   names.set('unix', 'unix:passwd.byname')
   names.set('static', 'static:{static answer}')
+  names.set('environ', 'environ:process')
   cases.push(
     ...['texthash', 'cdb', 'lmdb', 'hash', 'btree', 'regexp', 'pcre', 'inline', 'static', 'unionmap', 'pipemap'].map(type => ({type, name: () => names.get(type)!, keys: ADDRESS_KEYS})),
     {type: 'cidr', name: () => names.get('cidr')!, keys: IP_KEYS},
     {type: 'unix', name: () => names.get('unix')!, keys: ['root', 'ROOT', 'nobody', 'postfix', 'no-such-user', 'daemon']},
+    {type: 'environ', name: () => names.get('environ')!, keys: ['pmtest_set', 'PMTEST_SET', 'pmtest_shell_only', 'home', 'path', 'lang', 'tz', 'user']},
   )
   await pf.approve({read: [...names.values()], write: []})
 })

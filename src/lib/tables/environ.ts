@@ -52,6 +52,26 @@ export function importEnvironmentOverrides(config: MainConfig): Map<string, stri
 }
 
 /**
+ * What master(8) does before it starts any daemon (Postfix clean_env()): keep only the
+ * variables that import_environment names, and set its `name=value` elements. A standalone
+ * server calls this so that its tables see the environment Postfix's proxymap would, not
+ * the administrator's shell (HOME, ~/.my.cnf, PGSSL*, ...).
+ */
+export function cleanEnvironment(config: MainConfig): void {
+  let list: string
+  try {
+    list = config.get('import_environment')
+  } catch {
+    list = ''
+  }
+  if (list === '' && !config.isSet('import_environment')) list = DEFAULT_IMPORT_ENVIRONMENT
+  const keep = new Set<string>()
+  for (const element of splitOutsideBraces(list)) if (element[0] !== '{' && !element.includes('=')) keep.add(element)
+  for (const name of Object.keys(process.env)) if (!keep.has(name)) delete process.env[name]
+  for (const [name, value] of importEnvironmentOverrides(config)) process.env[toText(name)] = toText(value)
+}
+
+/**
  * FIXED; lookup and update (no delete, no sequence). Keys are lowercase()d (ASCII only)
  * when the flags at call time include FOLD_FIX; with the UTF-8 layer active that layer
  * casefolds them instead. Environment variable names are case-sensitive, so with folding
