@@ -23,6 +23,7 @@ import {TableRegistry} from '../../src/lib/tables/registry.js'
 import {memcacheType} from '../../src/lib/tables/memcache.js'
 import {OpenOptions, Table, TableError} from '../../src/lib/tables/table.js'
 import {POSTMAP, requirePostfix, runCommand, sleep, spawnTracked} from '../helpers/postfix.js'
+import {freeLoopbackPort} from '../helpers/ports.js'
 import {fromBinary, makeConfig, toBinary, writeTable} from './pattern-helpers.js'
 import {lookupOutcome} from './table-helpers.js'
 
@@ -34,17 +35,6 @@ let sock: string
 const servers: ChildProcess[] = []
 const registry = new TableRegistry()
 registry.register(memcacheType)
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(p))
-    })
-  })
-}
 
 const memcachedUser = (): string => (/^memcache:/m.test(fs.readFileSync('/etc/passwd', 'utf8')) ? 'memcache' : 'nobody')
 
@@ -151,7 +141,7 @@ before(async () => {
   dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'proxymap-mc-')))
   fs.chmodSync(dir, 0o755)
   config = makeConfig(dir, {compatibility_level: '3.6'})
-  port = await freePort()
+  port = await freeLoopbackPort()
   // memcached drops privileges before it creates its socket: give it a directory of its own
   const sockDir = path.join(dir, 'mcsock')
   fs.mkdirSync(sockDir, {mode: 0o755})

@@ -30,7 +30,8 @@ import * as path from 'node:path'
 import {after, before, test} from 'node:test'
 
 import {PROJECT_BIN, PROJECT_ROOT, POSTMAP, PostfixInstance, createPostfixInstance, requirePostfix, runCommand, sleep, spawnTracked} from '../helpers/postfix.js'
-import {PrivateMariadb, freeLoopbackPort} from '../helpers/mariadb.js'
+import {PrivateMariadb} from '../helpers/mariadb.js'
+import {freeLoopbackPort} from '../helpers/ports.js'
 import {theirsThenOurs} from '../helpers/compare.js'
 
 const PASSWORDS = {plain: 'plain-Pw#1', tls: 'tls-Pw#2', x509: 'x509-Pw#3'}

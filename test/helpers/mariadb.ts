@@ -4,27 +4,15 @@
 // port too. Root has no password. Only the pid we started is ever signalled.
 
 import * as fs from 'node:fs'
-import * as net from 'node:net'
 import * as path from 'node:path'
 import type {ChildProcess} from 'node:child_process'
 
 import {runCommand, sleep, spawnTracked} from './postfix.js'
+import {freeLoopbackPort} from './ports.js'
 
 export interface PrivateMariadbOptions {
   /** Also listen on 127.0.0.1 (a free port picked once, kept across restarts). */
   tcp?: boolean
-}
-
-/** A port nobody listens on right now (the kernel's pick for 127.0.0.1:0). */
-export function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const {port} = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 export class PrivateMariadb {

@@ -25,6 +25,7 @@ import {pgsqlType} from './pgsql.js'
 import {socketmapType} from './socketmap.js'
 import {tcpType} from './tcp.js'
 import {memcacheType} from './memcache.js'
+import {ldapType} from './ldap.js'
 
 const BUILTIN_TYPES: readonly TableType[] = [
   texthashType,
@@ -39,7 +40,7 @@ const BUILTIN_TYPES: readonly TableType[] = [
   pcreType,
   hashType, btreeType,
   unixType, environType, unionmapType, pipemapType, randmapType,
-  sqliteType, mysqlType, pgsqlType, socketmapType, tcpType, memcacheType,
+  sqliteType, mysqlType, pgsqlType, socketmapType, tcpType, memcacheType, ldapType,
 ]
 
 export class TableRegistry {
@@ -94,7 +95,6 @@ export class TableRegistry {
       return await type.open(name, full)
     } catch (err) {
       if (err instanceof TableError && !strict) return this.surrogate(typeName, name, err.message, full)
-      if (err instanceof TableError && err.kind !== 'retry') throw new TableError('retry', err.message)
       throw err
     }
   }
