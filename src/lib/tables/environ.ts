@@ -23,12 +23,11 @@ const toText = (bytes: string): string => Buffer.from(bytes, 'latin1').toString(
 const toBytes = (text: string): string => Buffer.from(text, 'utf8').toString('latin1')
 
 /**
- * The name=value settings of import_environment (Postfix mail_parm_split() then
- * update_env()): elements separated by commas or whitespace outside braces, a `{...}`
- * element stripped of its braces; those with `=` are `name = value` (trimmed). Elements
- * Postfix would reject (fatal) are ignored here.
+ * The elements of import_environment as Postfix's mail_parm_split() gives them: separated
+ * by commas or whitespace outside braces, a `{...}` element stripped of its braces.
+ * Elements Postfix would reject (fatal) are left out.
  */
-export function importEnvironmentOverrides(config: MainConfig): Map<string, string> {
+function importEnvironmentElements(config: MainConfig): string[] {
   let list: string
   try {
     list = config.get('import_environment')
@@ -36,13 +35,22 @@ export function importEnvironmentOverrides(config: MainConfig): Map<string, stri
     list = ''
   }
   if (list === '' && !config.isSet('import_environment')) list = DEFAULT_IMPORT_ENVIRONMENT
-  const overrides = new Map<string, string>()
-  for (let element of splitOutsideBraces(list)) {
-    if (element[0] === '{') {
-      const inner = extractBraced(element)
-      if (inner.error !== undefined) continue
-      element = inner.text
+  const elements: string[] = []
+  for (const element of splitOutsideBraces(list)) {
+    if (element[0] !== '{') {
+      elements.push(element)
+      continue
     }
+    const inner = extractBraced(element)
+    if (inner.error === undefined) elements.push(inner.text)
+  }
+  return elements
+}
+
+/** The `name = value` elements of import_environment (trimmed), as update_env() sets them. */
+export function importEnvironmentOverrides(config: MainConfig): Map<string, string> {
+  const overrides = new Map<string, string>()
+  for (const element of importEnvironmentElements(config)) {
     if (!element.includes('=')) continue
     const pair = splitNameValue(element)
     if ('error' in pair) continue
@@ -58,15 +66,7 @@ export function importEnvironmentOverrides(config: MainConfig): Map<string, stri
  * the administrator's shell (HOME, ~/.my.cnf, PGSSL*, ...).
  */
 export function cleanEnvironment(config: MainConfig): void {
-  let list: string
-  try {
-    list = config.get('import_environment')
-  } catch {
-    list = ''
-  }
-  if (list === '' && !config.isSet('import_environment')) list = DEFAULT_IMPORT_ENVIRONMENT
-  const keep = new Set<string>()
-  for (const element of splitOutsideBraces(list)) if (element[0] !== '{' && !element.includes('=')) keep.add(element)
+  const keep = new Set(importEnvironmentElements(config).filter(element => !element.includes('=')))
   for (const name of Object.keys(process.env)) if (!keep.has(name)) delete process.env[name]
   for (const [name, value] of importEnvironmentOverrides(config)) process.env[toText(name)] = toText(value)
 }
