@@ -358,6 +358,9 @@ function denialReasons(table: string, view: ServiceView, other: ServiceView, ove
     } else if (typeOf(entry.table) === typeOf(table) && nameOf(entry.table).startsWith('/') && nameOf(table).startsWith('/') &&
       (path.basename(nameOf(entry.table)) === path.basename(nameOf(table)) || path.normalize(nameOf(entry.table)) === path.normalize(nameOf(table)))) {
       problems.push({code: 'other-path', message: `${where}: the same table type with another path ("${nameOf(entry.table)}" vs "${nameOf(table)}")`, hint: 'use the same absolute path everywhere; proxymap compares names byte for byte'})
+    } else if (typeOf(entry.table) === typeOf(table) && nameOf(entry.table).startsWith('/') && !nameOf(table).startsWith('/') &&
+      (path.resolve(nameOf(table)) === path.normalize(nameOf(entry.table)) || path.basename(nameOf(entry.table)) === path.basename(nameOf(table)))) {
+      problems.push({code: 'other-path', message: `${where}: the same table type with an absolute path, but "${nameOf(table)}" is relative; proxymap compares names byte for byte (and would open a relative name from its own working directory)`, hint: `use the absolute path: proxy:${typeOf(table)}:${nameOf(entry.table)}`})
     } else if (typeOf(entry.table) !== typeOf(table) && nameOf(entry.table) === nameOf(table)) {
       problems.push({code: 'other-type', message: `${where}: the same file with another table type (${typeOf(entry.table)}: vs ${typeOf(table)}:)`, hint: 'use the same type everywhere'})
     }

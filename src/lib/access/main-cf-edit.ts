@@ -27,8 +27,29 @@ export function planListEdit(parameter: ApprovalParameter, current: string | und
   const defaultText = POSTFIX_3_7_DEFAULTS[parameter]
   let base = current === undefined ? defaultText : current.replace(selfReferencePattern(parameter), () => defaultText)
   const added = [...new Set(tables.map(t => (t.startsWith('proxy:') ? t : `proxy:${t}`)))]
-  base = base.trim()
+  base = squeezeOutsideBraces(base.trim())
   return {parameter, before: current, after: [base, ...added].filter(s => s !== '').join(' '), added}
+}
+
+/**
+ * Continuation lines reach the value with their indentation (Postfix's readllines() joins
+ * them as they are); written back on one line, that would look like a typo. Inside braces
+ * whitespace is part of a table's name, so it stays.
+ */
+function squeezeOutsideBraces(value: string): string {
+  let depth = 0
+  let out = ''
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]
+    if (c === '{') depth++
+    else if (c === '}' && depth > 0) depth--
+    if (depth === 0 && /\s/.test(c)) {
+      if (!/\s/.test(value[i + 1] ?? '')) out += ' '
+      continue
+    }
+    out += c
+  }
+  return out
 }
 
 /**
