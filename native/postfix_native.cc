@@ -10,7 +10,8 @@
 //   Db: get(key) put(key, value, noOverwrite) del(key) sync() fd() cursor() close()
 //   Cursor: get(first) close()
 //   lmdbOpen(path, readOnly, mapSize) -> LmdbEnv
-//   LmdbEnv: begin(readOnly) setMapSize(size) mapSize() maxKeySize() fd() sync() close()
+//   LmdbEnv: begin(readOnly) setMapSize(size) mapSize() maxKeySize() fd() sync() seek(after)
+//            releaseMap() close()
 //   LmdbTxn: get(key) put(key, value, noOverwrite) del(key) cursorGet(op, key) commit() abort()
 //   flock(fd, op) fcntlLock(fd, type, wait) chroot(path) setsid()
 //   dgramConnect(path) -> fd   dgramSend(fd, bytes)   (AF_UNIX datagrams: the postlog service)
@@ -20,11 +21,14 @@
 #include <lmdb.h>
 
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <set>
 #include <string>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -329,6 +333,8 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
       InstanceMethod("maxKeySize", &LmdbEnv::MaxKeySize),
       InstanceMethod("fd", &LmdbEnv::Fd),
       InstanceMethod("sync", &LmdbEnv::Sync),
+      InstanceMethod("seek", &LmdbEnv::Seek),
+      InstanceMethod("releaseMap", &LmdbEnv::ReleaseMap),
       InstanceMethod("close", &LmdbEnv::CloseMethod),
     });
   }
@@ -406,6 +412,80 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
     int ret = mdb_env_sync(Live(info.Env()), 1);
     if (ret != 0) throw mdbError(info.Env(), ret, "mdb_env_sync");
     return info.Env().Undefined();
+  }
+
+  // seek(after): in one read-only transaction, the first entry (no `after`), or the first
+  // entry whose key sorts after the Buffer `after`: [key, value], or undefined at the end.
+  // One call per step of a sequence, so that a long listing makes no garbage but the
+  // returned pair.
+  Napi::Value Seek(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    MDB_env* e = Live(env);
+    bool first = info.Length() < 1 || info[0].IsUndefined();
+    std::string after;
+    if (!first) after = bytesArg(info, 0);
+    MDB_txn* txn = nullptr;
+    MDB_cursor* cursor = nullptr;
+    int ret = mdb_txn_begin(e, nullptr, MDB_RDONLY, &txn);
+    if (ret != 0) throw mdbError(env, ret, "mdb_txn_begin");
+    if ((ret = mdb_cursor_open(txn, dbi_, &cursor)) != 0) {
+      mdb_txn_abort(txn);
+      throw mdbError(env, ret, "mdb_cursor_open");
+    }
+    MDB_val k = valOf(after), v{};
+    if (first) {
+      ret = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
+    } else {
+      ret = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+      if (ret == 0 && k.mv_size == after.size() && memcmp(k.mv_data, after.data(), after.size()) == 0)
+        ret = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
+    }
+    Napi::Value result = env.Undefined();
+    if (ret == 0) {
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, copyOut(env, k));
+      pair.Set(1u, copyOut(env, v));
+      result = pair;
+    }
+    mdb_cursor_close(cursor);
+    mdb_txn_abort(txn);
+    if (ret != 0 && ret != MDB_NOTFOUND) throw mdbError(env, ret, "mdb_cursor_get");
+    return result;
+  }
+
+  // releaseMap(): drop the mapped file pages from this process's resident set
+  // (madvise(MADV_DONTNEED) over the map; they stay in the page cache and come back from
+  // the file when touched). Only between transactions, and LMDB never writes through the
+  // map here (no MDB_WRITEMAP). LMDB does not tell where its map is (mdb_env_info() gives
+  // an address only for MDB_FIXEDMAP), so it is found in /proc/self/maps as the mapping
+  // that holds the first key of the database. False when nothing was done.
+  Napi::Value ReleaseMap(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    MDB_env* e = Live(env);
+    if (!txns_.empty()) return Napi::Boolean::New(env, false);
+    MDB_txn* txn = nullptr;
+    MDB_cursor* cursor = nullptr;
+    MDB_val k{}, v{};
+    int ret = mdb_txn_begin(e, nullptr, MDB_RDONLY, &txn);
+    if (ret != 0) return Napi::Boolean::New(env, false);
+    if ((ret = mdb_cursor_open(txn, dbi_, &cursor)) == 0) {
+      ret = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
+      mdb_cursor_close(cursor);
+    }
+    mdb_txn_abort(txn);
+    if (ret != 0) return Napi::Boolean::New(env, false);
+    uintptr_t inside = reinterpret_cast<uintptr_t>(k.mv_data);
+    FILE* maps = fopen("/proc/self/maps", "re");
+    if (!maps) return Napi::Boolean::New(env, false);
+    bool done = false;
+    unsigned long start, end;
+    char line[512];
+    while (!done && fgets(line, sizeof line, maps)) {
+      if (sscanf(line, "%lx-%lx", &start, &end) == 2 && start <= inside && inside < end)
+        done = madvise(reinterpret_cast<void*>(start), end - start, MADV_DONTNEED) == 0;
+    }
+    fclose(maps);
+    return Napi::Boolean::New(env, done);
   }
 
   Napi::Value CloseMethod(const Napi::CallbackInfo& info) {

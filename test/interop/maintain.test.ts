@@ -4,11 +4,12 @@
 // proxywrite. (Stock Postfix 3.7 clients cannot update or sequence through proxy: at all.)
 
 import assert from 'node:assert/strict'
+import {promises as fsp} from 'node:fs'
 import {after, before, test} from 'node:test'
 import {ServiceConnection} from '../../src/lib/client/connection.js'
 import {DICT_FLAG} from '../../src/lib/protocol/index.js'
 import {
-  POSTMAP, PROJECT_BIN, PostfixInstance, RunResult, createPostfixInstance, requirePostfix, runCommand,
+  POSTMAP, PROJECT_BIN, PostfixInstance, RunResult, createPostfixInstance, postfixIds, requirePostfix, runCommand,
 } from '../helpers/postfix.js'
 
 let pf: PostfixInstance
@@ -270,4 +271,62 @@ test('direct: a failing batch (key too long, malformed line) stops and reports t
   assert.match(after, /^eta\t7$/m)
   assert.match(after, /^iota\t9$/m)
   assert.doesNotMatch(after, /theta|lambda/)
+})
+
+test('postscreen-style cache cleanup through our proxywrite: sequence with deletes in between, hash and btree', async () => {
+  const names: string[] = []
+  for (const type of ['hash', 'btree', 'lmdb']) {
+    names.push(await pf.createTable(type, `${pf.data}/cleanup-${type}`,
+      Array.from({length: 300}, (_, i) => `key${String(i).padStart(3, '0')} value${i}\n`).join('')))
+  }
+  const all = [viaPostfix, viaOurs, realDelete, realAliases, shared, failing, noDelete]
+  await pf.approve({read: [...all, ...names], write: [...all, ...names]})
+  await pf.startOurs()
+  const connection = await ServiceConnection.connect(pf.socketPath('proxywrite'), {timeoutMs: 10_000})
+  try {
+    // Postscreen's dict_cache flags; updates and deletes get SYNC_UPDATE from the server.
+    const flags = DICT_FLAG.LOCK | DICT_FLAG.DUP_REPLACE | DICT_FLAG.OPEN_LOCK
+    for (const table of names) {
+      const seen: string[] = []
+      for (let func = 0; ; func = 1) {
+        const reply = await connection.request({request: 'sequence', dialect: 'legacy', table, instanceFlags: 0, requestFlags: flags, func})
+        if (reply.status === 1) break
+        assert.equal(reply.status, 0, `${table}: sequence status ${reply.status}`)
+        seen.push(reply.key!)
+        // Every key whose number is odd "expires": deleted while the iteration goes on,
+        // each delete a commit that (hash, btree) replaces the file under the cursor.
+        if (Number(reply.key!.slice(3)) % 2 === 1) {
+          const removed = await connection.request({request: 'delete', dialect: 'legacy', table, instanceFlags: 0, requestFlags: flags, key: reply.key!})
+          assert.equal(removed.status, 0, `${table}: delete ${reply.key}`)
+        }
+      }
+      assert.equal(seen.length, 300, `${table}: every key seen once`)
+      assert.equal(new Set(seen).size, 300)
+      const left = (await postmapDump(table)).split('\n').filter(l => l !== '')
+      assert.equal(left.length, 150, `${table}: postmap -s lists the keys left`)
+      assert.ok(left.every(l => Number(l.slice(3, 6)) % 2 === 0))
+    }
+  } finally {
+    connection.close()
+    await pf.stopOurs()
+  }
+})
+
+test('a hash table that postfix may write in a directory it may not: our proxywrite updates in place, with a warning', async () => {
+  const table = await pf.createTable('hash', `${pf.etc}/in-place`, 'alpha 1\nbeta 2\n')
+  const {uid, gid} = postfixIds()
+  await fsp.chown(`${table.slice('hash:'.length)}.db`, uid, gid)
+  const all = [viaPostfix, viaOurs, realDelete, realAliases, shared, failing, noDelete]
+  await pf.approve({read: [...all, table], write: [...all, table]})
+  await pf.startOurs()
+  try {
+    let r = await cli(['update', `proxy:${table}`, 'gamma', '3'])
+    ok(r, 'update')
+    r = await cli(['delete', `proxy:${table}`, 'alpha'])
+    ok(r, 'delete')
+    await pf.waitForOurStderr(/in-place\.db: cannot create .*in-place\.db\.proxymap-tmp: .*; updating in place/)
+  } finally {
+    await pf.stopOurs()
+  }
+  assert.equal(await postmapDump(table), 'beta\t2\ngamma\t3\n')
 })

@@ -80,6 +80,17 @@ export interface NativeLmdbEnv {
   fd(): number
   /** mdb_env_sync(force). */
   sync(): void
+  /**
+   * In one read-only transaction: the first entry (`after` undefined) or the first whose
+   * key sorts after `after` (MDB_SET_RANGE, then MDB_NEXT past an equal key); the raw key
+   * and value, or undefined at the end.
+   */
+  seek(after?: Buffer): [Buffer, Buffer] | undefined
+  /**
+   * madvise(MADV_DONTNEED) over the map: its file pages leave the process's resident set
+   * (the kernel keeps them cached). Not while a transaction is live: false, nothing done.
+   */
+  releaseMap(): boolean
   /** mdb_env_close() after aborting its live transactions; idempotent. */
   close(): void
 }

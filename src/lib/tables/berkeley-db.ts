@@ -15,8 +15,13 @@
 //   an undecided table picks Linux's default, with NUL.
 // - FOLD_FIX lowercases keys (ASCII only; the UTF-8 layer folds beforehand when active).
 // - update: DB_NOOVERWRITE unless DUP_REPLACE; an existing key is then ignored
-//   (DUP_IGNORE), warned about (DUP_WARN) or an error. SYNC_UPDATE syncs after each
-//   update and delete (proxywrite sets it).
+//   (DUP_IGNORE), warned about (DUP_WARN) or an error.
+// - SYNC_UPDATE (proxywrite sets it): Postfix writes in place and syncs after each update
+//   and delete, which a kill in the middle of a multi-page sync leaves unreadable. We
+//   apply the writes to a copy (`path.db.proxymap-tmp`), which libdb syncs, and rename it
+//   over `path.db` under the file's exclusive flock(), with group commit; each write is
+//   answered after the rename (see commitGroup). Without SYNC_UPDATE (`proxymap update`
+//   on the file, as postmap -i), writes go in place and reach the file at close.
 // - locking (DICT_FLAG_LOCK): flock() on the database file's own descriptor — shared
 //   around each read and cursor step, exclusive around each write and its sync — as
 //   Postfix does on Linux (myflock() with INTERNAL_LOCK = flock). A lock is never held
@@ -26,22 +31,25 @@
 //   with DB_FIRST/DB_NEXT; hash files come back in hash order, btree in key order. Keys
 //   and values are returned as C strings (up to the first NUL), as Postfix does.
 // - changed(): the file's identity, size or mtime differ from what we last saw (our own
-//   writes update what we saw). Like Postfix, each table has a private page cache, so a
+//   writes, renames included, update what we saw). Like Postfix, each table has a private page cache, so a
 //   table opened before another process rewrote the file must be reopened.
 
-import {closeSync, fstatSync, openSync} from 'node:fs'
+import {BigIntStats, closeSync, fstatSync, openSync, promises as fsp} from 'node:fs'
 import * as pathModule from 'node:path'
 import {DICT_FLAG} from '../protocol/constants.js'
 import {flock, NativeCursor, NativeDb} from '../native/index.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {FileStamp, fileChanged, pathBytes, stampOf, strerror} from './source-file.js'
 import {
-  bytes, loadAddon, noOverwrite, nulForUpdate, ownSequenceState, reasonOf, runLocked, setTableLock, settleDuplicate,
-  stampOfFd, text, tryNulConventions, waitBeforeLockAttempt, warnIfOlderThanSource, withNulDefaults,
+  bytes, copyOwnership, GroupCommit, loadAddon, lockFileUnderPath, noOverwrite, nulForUpdate, ownSequenceState, PendingWrite,
+  reasonOf, runLocked, setTableLock, settleDuplicate, stampOfFd, syncDirectory, text, tryNulConventions,
+  waitBeforeLockAttempt, warnIfOlderThanSource, withNulDefaults,
 } from './file-db.js'
 import {OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableLog, TableType} from './table.js'
 
 export const DB_SUFFIX = '.db'
+/** The copy that a group of proxywrite updates is applied to before it replaces `path.db`. */
+export const SHADOW_SUFFIX = '.proxymap-tmp'
 /** Postfix's DICT_DB_NELM: the element-count hint for new hash files. */
 const HASH_NELEM = 4096
 /** Postfix's default berkeley_db_read_buffer_size. */
@@ -51,22 +59,39 @@ type DbKind = 'hash' | 'btree'
 
 interface DbSequenceState {
   table: BerkeleyDbTable
+  /** The handle the cursor reads: after a commit replaced the file, the old one (a snapshot). */
+  db: NativeDb
   cursor: NativeCursor
 }
+
+/** Opens `file` of the table's directory (the table's own file, or its shadow copy). */
+export type DbOpener = (file: string, create: boolean) => NativeDb
+
+/** Copies of a file that another process keeps changing without the lock, before we use the last one. */
+const COPY_ATTEMPTS = 5
+
+/** Replaced handles kept for cursors still reading them; beyond this, the oldest is closed. */
+const MAX_RETIRED_HANDLES = 16
 
 export class BerkeleyDbTable implements Table {
   flags: number
   private closed = false
+  private readonly commits = new GroupCommit<NativeDb>((group) => this.commitGroup(group))
+  /** Live cursors per handle, so that a replaced handle is closed when its last cursor ends. */
+  private readonly cursorCount = new Map<NativeDb, number>()
+  private readonly retired: NativeDb[] = []
+  private warnedInPlace = false
 
   constructor(
     readonly type: DbKind,
     /** Postfix names a Berkeley DB table by its file: `path.db`. */
     readonly name: string,
-    private readonly db: NativeDb,
-    private readonly fd: number,
+    private db: NativeDb,
+    private fd: number,
     private stamp: FileStamp,
     dictFlags: number,
     private readonly log: TableLog,
+    private readonly openFile: DbOpener,
   ) {
     this.flags = withNulDefaults(dictFlags) | DICT_FLAG.FIXED
   }
@@ -108,55 +133,191 @@ export class BerkeleyDbTable implements Table {
     key = this.fold(key)
     const nul = nulForUpdate(this)
     const keepExisting = noOverwrite(this.flags)
-    const stored = this.locked('exclusive', () => {
-      let ok: boolean
+    const put = (db: NativeDb): boolean => {
       try {
-        ok = this.db.put(bytes(key + nul), bytes(value + nul), keepExisting)
+        return db.put(bytes(key + nul), bytes(value + nul), keepExisting)
       } catch (err) {
         this.fail('error writing', err)
       }
-      this.syncIfAsked()
-      return ok
-    })
+    }
+    const stored = this.flags & DICT_FLAG.SYNC_UPDATE ? this.commits.submit(put)
+      : this.locked('exclusive', () => {
+        const ok = put(this.db)
+        this.refreshStamp()
+        return ok
+      })
     return settleDuplicate(stored, this, this.name, key, this.log)
   }
 
   delete(key: string): boolean | Promise<boolean> {
     key = this.fold(key)
-    return this.locked('exclusive', () => {
-      let removed = false
+    // The NUL convention is learnt from the file the delete runs on, and kept by the table.
+    const del = (db: NativeDb): boolean => {
       try {
-        removed = tryNulConventions(this, key, (k) => this.db.del(bytes(k))) === true
+        return tryNulConventions(this, key, (k) => db.del(bytes(k))) === true
       } catch (err) {
         this.fail('error deleting from', err)
       }
-      this.syncIfAsked()
+    }
+    if (this.flags & DICT_FLAG.SYNC_UPDATE) return this.commits.submit(del)
+    return this.locked('exclusive', () => {
+      const removed = del(this.db)
+      this.refreshStamp()
       return removed
     })
   }
 
-  /** DB->sync() after a write when SYNC_UPDATE is set; our write is not a "change". */
-  private syncIfAsked(): void {
-    if (this.flags & DICT_FLAG.SYNC_UPDATE) {
-      try {
-        this.db.sync()
-      } catch (err) {
-        throw new TableError('retry', `${this.name}: flush dictionary: ${reasonOf(err)}`)
+  /**
+   * SYNC_UPDATE (proxywrite forces it): Postfix writes the file in place and DB->sync()s
+   * after each update, and a process killed in the middle of a sync that writes several
+   * pages (a page split, a hash expansion) leaves a file that libdb cannot read. Instead, a
+   * group of writes is applied to a copy of the file in the same directory, which is synced
+   * and renamed over the original while we hold the original's exclusive flock() (what
+   * Postfix's own readers and writers take), so the file under the name is always a
+   * complete one: the old or the new. The copy is taken from the file that the name holds
+   * once the lock is ours, so that a file replaced or rewritten by another process is
+   * the base of the change. Then our handle is reopened on the new file.
+   */
+  private async commitGroup(group: PendingWrite<NativeDb>[]): Promise<void> {
+    const shadowPath = this.name + SHADOW_SUFFIX
+    const original = await lockFileUnderPath(this.name, true, () => this.closed, this.name)
+    let shadowCreated = false
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const from = await original.stat({bigint: true})
+        let shadow: fsp.FileHandle
+        try {
+          shadow = await fsp.open(pathBytes(shadowPath), 'w', 0o600)
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code
+          if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') throw err
+          this.commitInPlace(group, from, `cannot create ${shadowPath}: ${strerror(err)}`)
+          return
+        }
+        shadowCreated = true
+        try {
+          await copyOwnership(shadow, from)
+          await copyContents(original, shadow)
+          // DB->close() fdatasync()s the copy (data, size and blocks: what reading it needs).
+          const results = this.applyToShadow(group, pathModule.basename(shadowPath))
+          // Postfix writes a hash or btree file's pages at DB->sync()/close() time, and
+          // postmap -d closes after it has released its lock: a file that changed while
+          // we copied it is copied again, so that such a change is neither torn nor lost.
+          const now = await original.stat({bigint: true})
+          if ((now.mtimeNs !== from.mtimeNs || now.size !== from.size) && attempt < COPY_ATTEMPTS) continue
+          await fsp.rename(pathBytes(shadowPath), pathBytes(this.name))
+          shadowCreated = false
+          await syncDirectory(pathModule.dirname(this.name))
+          this.reopen()
+          results.forEach((r, i) => (r.ok ? group[i].resolve(r.value) : group[i].reject(r.error)))
+          return
+        } finally {
+          await shadow.close()
+        }
       }
+    } catch (err) {
+      if (err instanceof TableError) throw err
+      throw new TableError('retry', `${this.name}: flush dictionary: ${reasonOf(err)}`)
+    } finally {
+      if (shadowCreated) await fsp.unlink(pathBytes(shadowPath)).catch(() => undefined)
+      await original.close() // (releases the lock)
+    }
+  }
+
+  /**
+   * Where the copy cannot be made (a table file that postfix may write in a directory it
+   * may not), write in place and sync, as Postfix does, with a warning (once): such a
+   * table is not safe against a crash in the middle of a sync. The caller holds the lock.
+   */
+  private commitInPlace(group: PendingWrite<NativeDb>[], locked: BigIntStats, why: string): void {
+    if (!this.warnedInPlace) {
+      this.warnedInPlace = true
+      this.log.warning(`${this.name}: ${why}; updating in place, which a crash in the middle of a write can leave unreadable`)
+    }
+    if (this.stamp.dev !== locked.dev || this.stamp.ino !== locked.ino) this.reopen()
+    const results = group.map((w) => {
+      try {
+        return {ok: true as const, value: w.apply(this.db)}
+      } catch (error) {
+        return {ok: false as const, error}
+      }
+    })
+    try {
+      this.db.sync()
+    } catch (err) {
+      throw new TableError('retry', `${this.name}: flush dictionary: ${reasonOf(err)}`)
     }
     this.refreshStamp()
+    results.forEach((r, i) => (r.ok ? group[i].resolve(r.value) : group[i].reject(r.error)))
+  }
+
+  /** Apply each write in order to the copy; a write that fails fails alone. */
+  private applyToShadow(group: PendingWrite<NativeDb>[], file: string): ({ok: true; value: boolean} | {ok: false; error: unknown})[] {
+    let shadow: NativeDb
+    try {
+      shadow = this.openFile(file, false)
+    } catch (err) {
+      throw new TableError('retry', `open database ${this.name}: ${reasonOf(err)}`)
+    }
+    const results = group.map((w) => {
+      try {
+        return {ok: true as const, value: w.apply(shadow)}
+      } catch (error) {
+        return {ok: false as const, error}
+      }
+    })
+    // DB->close() syncs; a failure here means the copy may be incomplete: it is not used.
+    const status = shadow.close()
+    if (status !== 0) throw new TableError('retry', `${this.name}: flush dictionary: error ${status}`)
+    return results
+  }
+
+  /** Open the file now under the name; the old handle stays for the cursors still on it. */
+  private reopen(): void {
+    const old = this.db
+    this.db = this.openFile(pathModule.basename(this.name), false)
+    this.fd = this.db.fd()
+    this.refreshStamp()
+    if (!this.cursorCount.get(old)) {
+      this.closeHandle(old)
+      return
+    }
+    this.retired.push(old)
+    if (this.retired.length > MAX_RETIRED_HANDLES) this.closeHandle(this.retired.shift()!)
+  }
+
+  private closeHandle(db: NativeDb): void {
+    this.cursorCount.delete(db)
+    const status = db.close()
+    if (status !== 0) this.log.info(`close database ${this.name}: error ${status} (possible Berkeley DB bug)`)
+  }
+
+  private endCursor(state: DbSequenceState): void {
+    state.cursor.close()
+    const left = (this.cursorCount.get(state.db) ?? 1) - 1
+    if (left > 0) {
+      this.cursorCount.set(state.db, left)
+      return
+    }
+    this.cursorCount.delete(state.db)
+    const at = this.retired.indexOf(state.db)
+    if (at >= 0) {
+      this.retired.splice(at, 1)
+      this.closeHandle(state.db)
+    }
   }
 
   sequence(fn: SequenceFunction, cursor: SequenceCursor): readonly [string, string] | undefined | Promise<readonly [string, string] | undefined> {
     let state = ownSequenceState<DbSequenceState>(cursor, this)
     if (fn === 'next' && !state) return undefined
     if (fn === 'first') {
-      state?.cursor.close()
+      if (state) this.endCursor(state)
       try {
-        state = {table: this, cursor: this.db.cursor()}
+        state = {table: this, db: this.db, cursor: this.db.cursor()}
       } catch (err) {
         this.fail('error seeking', err)
       }
+      this.cursorCount.set(this.db, (this.cursorCount.get(this.db) ?? 0) + 1)
       cursor.state = state
     }
     const current = state!
@@ -168,7 +329,7 @@ export class BerkeleyDbTable implements Table {
         this.fail('error seeking', err)
       }
       if (!entry) {
-        current.cursor.close()
+        this.endCursor(current)
         if (cursor.state === current) cursor.state = undefined
         return undefined
       }
@@ -187,9 +348,20 @@ export class BerkeleyDbTable implements Table {
   close(): void {
     if (this.closed) return
     this.closed = true
+    for (const db of this.retired.splice(0)) this.closeHandle(db)
     // Postfix: sync, then close; a failing close is only reported.
-    const status = this.db.close()
-    if (status !== 0) this.log.info(`close database ${this.name}: error ${status} (possible Berkeley DB bug)`)
+    this.closeHandle(this.db)
+  }
+}
+
+/** Copy the whole of `from` into `to`, through a fixed buffer. */
+async function copyContents(from: fsp.FileHandle, to: fsp.FileHandle): Promise<void> {
+  const buffer = Buffer.allocUnsafe(1 << 20)
+  for (let position = 0; ;) {
+    const {bytesRead} = await from.read(buffer, 0, buffer.length, position)
+    if (bytesRead === 0) return
+    for (let written = 0; written < bytesRead;) written += (await to.write(buffer, written, bytesRead - written, position + written)).bytesWritten
+    position += bytesRead
   }
 }
 
@@ -230,13 +402,14 @@ async function openBerkeleyDb(kind: DbKind, path: string, options: OpenOptions):
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new TableError('retry', `open database ${dbPath}: ${strerror(err)}`)
     }
   }
+  const cacheSize = cacheSizeFrom(options)
+  const openFile: DbOpener = (file, create) => addon.openDb(pathBytes(pathModule.dirname(dbPath)), pathBytes(file),
+    kind === 'hash' ? addon.constants.DB_HASH : addon.constants.DB_BTREE, readOnly, create, cacheSize, kind === 'hash' ? HASH_NELEM : 0)
   let db: NativeDb
   try {
     if (lockFd >= 0) await sharedLockForOpen(lockFd, dbPath)
     try {
-      db = addon.openDb(pathBytes(pathModule.dirname(dbPath)), pathBytes(pathModule.basename(dbPath)),
-        kind === 'hash' ? addon.constants.DB_HASH : addon.constants.DB_BTREE,
-        readOnly, !readOnly, cacheSizeFrom(options), kind === 'hash' ? HASH_NELEM : 0)
+      db = openFile(pathModule.basename(dbPath), !readOnly)
     } catch (err) {
       throw new TableError('retry', `open database ${dbPath}: ${reasonOf(err)}`)
     }
@@ -254,7 +427,7 @@ async function openBerkeleyDb(kind: DbKind, path: string, options: OpenOptions):
     throw new TableError('retry', `open database ${dbPath}: ${reasonOf(err)}`)
   }
   if (lockWanted) await warnIfOlderThanSource(dbPath, stamp.mtimeNs, path, options.log)
-  const table = new BerkeleyDbTable(kind, dbPath, db, fd, stamp, options.dictFlags, options.log)
+  const table = new BerkeleyDbTable(kind, dbPath, db, fd, stamp, options.dictFlags, options.log, openFile)
   if (needUtf8Activation(options.config, options.dictFlags)) activateUtf8(table, options.log)
   return table
 }

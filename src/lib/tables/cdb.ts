@@ -1,7 +1,9 @@
 // cdb:/path — D. J. Bernstein's constant database, file `/path.cdb` (Postfix dict_cdb.c,
-// which uses tinycdb). Read-only at run time: Postfix opens cdb for queries only with
-// O_RDONLY, and creates a whole new file (`.cdb.tmp`, then rename) with O_TRUNC, which is
-// what `writeCdb()` below does for `postmap`-like callers.
+// which uses tinycdb). Postfix opens cdb for queries only with O_RDONLY, and creates a
+// whole new file (`.cdb.tmp`, then rename) with O_TRUNC, which is what `writeCdb()` below
+// does for `postmap`-like callers. Beyond Postfix, a table opened for writing (proxywrite,
+// `proxymap update|delete cdb:FILE`) takes updates and deletes by rebuilding the whole file
+// the same way (see WritableCdbTable), so that a cdb file is never inconsistent.
 //
 // File format (little-endian u32 throughout):
 //   2048-byte header: 256 × (position, slot count) of the hash tables
@@ -11,11 +13,15 @@
 // slot (h >>> 8) % slot count, probing linearly with wrap-around.
 
 import {promises as fsp} from 'node:fs'
+import * as pathModule from 'node:path'
 import {DICT_FLAG} from '../protocol/constants.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {FileStamp, fileChanged, pathBytes, readBinaryFile, stampOf, strerror} from './source-file.js'
 import {OpenOptions, Table, TableError, TableLog, TableType} from './table.js'
-import {bytes, text, tryNulConventions, warnIfOlderThanSource, withNulDefaults} from './file-db.js'
+import {
+  bytes, copyOwnership, GroupCommit, lockFileUnderPath, noOverwrite, PendingWrite, reasonOf, settleDuplicate, syncDirectory, text,
+  tryNulConventions, warnIfOlderThanSource, withNulDefaults,
+} from './file-db.js'
 
 // Shared with hash, btree and lmdb; still exported from here, where it was first defined.
 export {warnIfOlderThanSource} from './file-db.js'
@@ -58,6 +64,25 @@ export function cdbFind(db: Buffer, key: Buffer): Buffer | undefined {
     if (++slot === slots) slot = 0
   }
   return undefined
+}
+
+/**
+ * Every record of cdb bytes `db` in file order, as byte strings: the records run from the
+ * header to the first hash table. Throws on a damaged file.
+ */
+export function* cdbRecords(db: Buffer): Generator<[key: string, value: string]> {
+  if (db.length < HEADER_SIZE) throw new RangeError('file is shorter than a cdb header')
+  let end = db.length
+  for (let i = 0; i < 256; i++) end = Math.min(end, db.readUInt32LE(i * 8))
+  for (let pos = HEADER_SIZE; pos < end;) {
+    if (pos + 8 > end) throw new RangeError('record header extends past the records')
+    const klen = db.readUInt32LE(pos)
+    const vlen = db.readUInt32LE(pos + 4)
+    const keyStart = pos + 8
+    if (keyStart + klen + vlen > end) throw new RangeError('record extends past the records')
+    yield [db.toString('latin1', keyStart, keyStart + klen), db.toString('latin1', keyStart + klen, keyStart + klen + vlen)]
+    pos = keyStart + klen + vlen
+  }
 }
 
 /** Encode entries (byte strings) as a complete cdb file. Entries are stored as given. */
@@ -118,8 +143,8 @@ export interface WriteCdbOptions {
  * Create `path.cdb` from `entries` as Postfix's create-mode cdb does: write
  * `path.cdb.tmp`, then rename it over `path.cdb`, so that readers see either the old or
  * the new file, never a partial one. Keys and values are byte strings (no NUL inside).
- * Postfix also takes an exclusive lock on the .tmp file against a concurrent postmap; Node
- * has no flock(), so two concurrent writers of one table are not kept apart here.
+ * As Postfix, the .tmp file is opened without O_TRUNC and locked exclusively first, so
+ * that a concurrent postmap or proxywrite rewrite of the same table is waited for.
  */
 export async function writeCdb(path: string, entries: Iterable<readonly [string, string]>, options: WriteCdbOptions = {}): Promise<void> {
   const flags = options.dictFlags ?? 0
@@ -139,14 +164,16 @@ export async function writeCdb(path: string, entries: Iterable<readonly [string,
   const nul = appendNull ? '\0' : ''
   const bytes = encodeCdb([...unique].map(([k, v]) => [k + nul, v + nul] as const))
   const tmpPath = path + CDB_TMP_SUFFIX
-  const handle = await fsp.open(pathBytes(tmpPath), 'w', options.mode ?? 0o644)
+  const handle = await lockFileUnderPath(tmpPath, true, () => false, path + CDB_SUFFIX)
   try {
-    await handle.writeFile(bytes)
+    if (options.mode !== undefined) await handle.chmod(options.mode)
+    await handle.truncate(0)
+    await handle.write(bytes, 0, bytes.length, 0)
     await handle.sync()
+    await fsp.rename(pathBytes(tmpPath), pathBytes(path + CDB_SUFFIX))
   } finally {
-    await handle.close()
+    await handle.close() // (releases the lock, after the rename as Postfix)
   }
-  await fsp.rename(pathBytes(tmpPath), pathBytes(path + CDB_SUFFIX))
 }
 
 /**
@@ -166,14 +193,14 @@ export class CdbTable implements Table {
   constructor(
     /** Postfix names a query-mode cdb table by its file: `path.cdb`. */
     readonly name: string,
-    private readonly db: Buffer,
-    private readonly stamp: FileStamp,
+    protected db: Buffer,
+    protected stamp: FileStamp,
     dictFlags: number,
   ) {
     this.flags = withNulDefaults(dictFlags) | DICT_FLAG.FIXED
   }
 
-  lookup(key: string): string | undefined {
+  lookup(key: string): string | undefined | Promise<string | undefined> {
     if (this.flags & DICT_FLAG.FOLD_FIX) key = lowercaseAscii(key)
     let found: Buffer | undefined
     try {
@@ -194,20 +221,194 @@ export class CdbTable implements Table {
 }
 
 /**
- * Open as dict_cdb_open() does for O_RDONLY. Postfix has no run-time update, delete or
- * sequence for cdb, and refuses any other open mode (a proxywrite `open` of a cdb table
- * fails); we report that as a configuration error.
+ * The entries of a cdb table being rewritten, keyed by their stored bytes (keys keep their
+ * trailing NUL, if the file has them); a Map keeps the file's order, new keys at the end.
+ */
+type CdbEntries = Map<string, string>
+
+/** A rewrite in progress: the locked `.cdb.tmp` and the entries it will receive. */
+interface CdbRewrite {
+  tmp: fsp.FileHandle
+  entries: CdbEntries
+}
+
+/**
+ * A cdb table opened for writing. cdb files cannot change in place, so a change is a new
+ * file, made as Postfix's create mode makes one: `path.cdb.tmp` opened without O_TRUNC and
+ * locked exclusively (flock(), the lock postmap takes on it, re-checked after it is granted
+ * because the previous holder renames that file away), filled with the current entries of
+ * `path.cdb` (read once the lock is ours, so a table rebuilt by postmap meanwhile is the
+ * base) changed by the writes, fsync()ed and renamed over `path.cdb`; the lock goes with
+ * the descriptor. Readers, Postfix's included, see the old file or the new one, never a
+ * partial one, whenever the writer is killed.
+ * - SYNC_UPDATE (proxywrite): group commit — the writes queued while a rewrite runs are
+ *   applied together by the next one, and each is answered after its rename.
+ * - otherwise (`proxymap update|delete` on the file, as postmap): the rewrite starts with
+ *   the first write, keeps the .tmp lock, and is renamed into place at close().
+ */
+export class WritableCdbTable extends CdbTable {
+  private readonly commits = new GroupCommit<CdbEntries>((group) => this.commitGroup(group))
+  private rewrite: Promise<CdbRewrite> | undefined
+  private closed = false
+  /** The entries of the file we renamed into place last, while the name still holds it. */
+  private written: {stamp: FileStamp; entries: CdbEntries} | undefined
+
+  constructor(private readonly path: string, name: string, db: Buffer, stamp: FileStamp, dictFlags: number, private readonly log: TableLog) {
+    super(name, db, stamp, dictFlags)
+  }
+
+  override lookup(key: string): string | undefined | Promise<string | undefined> {
+    if (!this.rewrite) return super.lookup(key)
+    // Writes not yet renamed into place are seen by this table's own lookups.
+    return this.rewrite.then(({entries}) => {
+      if (this.flags & DICT_FLAG.FOLD_FIX) key = lowercaseAscii(key)
+      const found = tryNulConventions(this, key, (k) => entries.get(k))
+      return found === undefined ? undefined : text(Buffer.from(found, 'latin1'))
+    })
+  }
+
+  update(key: string, value: string): boolean | Promise<boolean> {
+    if (this.flags & DICT_FLAG.FOLD_FIX) key = lowercaseAscii(key)
+    const nul = this.nulForCdbUpdate()
+    const keepExisting = noOverwrite(this.flags)
+    const put = (entries: CdbEntries): boolean => {
+      if (keepExisting && entries.has(key + nul)) return false
+      entries.set(key + nul, value + nul)
+      return true
+    }
+    return settleDuplicate(this.write(put), this, this.name, key, this.log)
+  }
+
+  delete(key: string): boolean | Promise<boolean> {
+    if (this.flags & DICT_FLAG.FOLD_FIX) key = lowercaseAscii(key)
+    return this.write((entries) => tryNulConventions(this, key, (k) => entries.delete(k)) === true)
+  }
+
+  /** Postfix creates cdb files without NULs (dict_cdbm_open picks TRY0NULL when undecided). */
+  private nulForCdbUpdate(): string {
+    if ((this.flags & DICT_FLAG.TRY1NULL) && (this.flags & DICT_FLAG.TRY0NULL)) this.flags &= ~DICT_FLAG.TRY1NULL
+    return this.flags & DICT_FLAG.TRY1NULL ? '\0' : ''
+  }
+
+  private write(change: (entries: CdbEntries) => boolean): Promise<boolean> {
+    if (this.closed) return Promise.reject(new TableError('retry', `${this.name}: table is closed`))
+    if (this.flags & DICT_FLAG.SYNC_UPDATE) return this.commits.submit(change)
+    return this.beginRewrite().then(({entries}) => change(entries))
+  }
+
+  private beginRewrite(): Promise<CdbRewrite> {
+    if (!this.rewrite) {
+      const started = this.startRewrite()
+      this.rewrite = started
+      // A rewrite that could not start (lock, unreadable file) leaves nothing behind.
+      started.catch(() => {
+        if (this.rewrite === started) this.rewrite = undefined
+      })
+    }
+    return this.rewrite
+  }
+
+  private async startRewrite(): Promise<CdbRewrite> {
+    const tmp = await lockFileUnderPath(this.path + CDB_TMP_SUFFIX, true, () => this.closed, this.name)
+    try {
+      return {tmp, entries: await this.currentEntries()}
+    } catch (err) {
+      await tmp.close()
+      throw err
+    }
+  }
+
+  /** The entries of the file under the name now; the first of duplicate keys wins, as in lookups. */
+  private async currentEntries(): Promise<CdbEntries> {
+    // Taken by this rewrite, which changes them: kept again only once it is in place.
+    const written = this.written
+    this.written = undefined
+    if (written && !fileChanged(this.name, written.stamp)) return written.entries
+    const entries: CdbEntries = new Map()
+    const file = await readBinaryFile(this.name)
+    if ('failed' in file) {
+      if ((file.error as NodeJS.ErrnoException).code === 'ENOENT') return entries
+      throw new TableError('retry', `open database ${this.name}: ${strerror(file.error)}`)
+    }
+    try {
+      for (const [k, v] of cdbRecords(Buffer.from(file.content, 'latin1'))) if (!entries.has(k)) entries.set(k, v)
+    } catch (err) {
+      throw new TableError('retry', `error reading ${this.name}: ${(err as Error).message}`)
+    }
+    return entries
+  }
+
+  private async commitGroup(group: PendingWrite<CdbEntries>[]): Promise<void> {
+    const rewrite = await this.beginRewrite()
+    const results = group.map((w) => {
+      try {
+        return {ok: true as const, value: w.apply(rewrite.entries)}
+      } catch (error) {
+        return {ok: false as const, error}
+      }
+    })
+    await this.finishRewrite()
+    results.forEach((r, i) => (r.ok ? group[i].resolve(r.value) : group[i].reject(r.error)))
+  }
+
+  /** Write, sync and rename the .tmp into place; the lock is released in every case. */
+  private async finishRewrite(): Promise<void> {
+    const pending = this.rewrite
+    if (!pending) return
+    this.rewrite = undefined
+    const {tmp, entries} = await pending
+    try {
+      const content = encodeCdb(entries)
+      const previous = await fsp.stat(pathBytes(this.name), {bigint: true}).catch(() => undefined)
+      await tmp.truncate(0)
+      await tmp.write(content, 0, content.length, 0)
+      if (previous) await copyOwnership(tmp, previous)
+      await tmp.sync()
+      await fsp.rename(pathBytes(this.path + CDB_TMP_SUFFIX), pathBytes(this.name))
+      await syncDirectory(pathModule.dirname(this.name))
+      this.db = content
+      this.stamp = stampOf(await tmp.stat({bigint: true}))
+      this.written = {stamp: this.stamp, entries}
+    } catch (err) {
+      if (err instanceof TableError) throw err
+      throw new TableError('retry', `${this.name}: flush dictionary: ${reasonOf(err)}`)
+    } finally {
+      await tmp.close() // (releases the lock)
+    }
+  }
+
+  override changed(): boolean {
+    return !this.rewrite && super.changed()
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.finishRewrite()
+  }
+}
+
+/**
+ * Open as dict_cdb_open() does for O_RDONLY; for writing (Postfix refuses: it has no
+ * run-time update for cdb), a WritableCdbTable, whose file need not exist yet.
  */
 export const cdbType: TableType = {
   type: 'cdb',
   async open(path: string, options: OpenOptions): Promise<Table> {
-    if (options.mode !== 'read')
-      throw new TableError('config', `cdb:${path}: inappropriate open flags for cdb database - specify O_RDONLY or O_WRONLY|O_CREAT|O_TRUNC`)
     const cdbPath = path + CDB_SUFFIX
     const file = await readBinaryFile(cdbPath)
-    if ('failed' in file) throw new TableError('retry', `open database ${cdbPath}: ${strerror(file.error)}`)
-    await warnIfOlderThanSource(cdbPath, file.stat.mtimeNs, path, options.log)
-    const table = new CdbTable(cdbPath, Buffer.from(file.content, 'latin1'), stampOf(file.stat), options.dictFlags)
+    let table: CdbTable
+    if (options.mode === 'write') {
+      const missing = 'failed' in file && (file.error as NodeJS.ErrnoException).code === 'ENOENT'
+      if ('failed' in file && !missing) throw new TableError('retry', `open database ${cdbPath}: ${strerror(file.error)}`)
+      const content = 'failed' in file ? encodeCdb([]) : Buffer.from(file.content, 'latin1')
+      const stamp = 'failed' in file ? {dev: 0n, ino: 0n, size: 0n, mtimeNs: 0n} : stampOf(file.stat)
+      table = new WritableCdbTable(path, cdbPath, content, stamp, options.dictFlags, options.log)
+    } else {
+      if ('failed' in file) throw new TableError('retry', `open database ${cdbPath}: ${strerror(file.error)}`)
+      await warnIfOlderThanSource(cdbPath, file.stat.mtimeNs, path, options.log)
+      table = new CdbTable(cdbPath, Buffer.from(file.content, 'latin1'), stampOf(file.stat), options.dictFlags)
+    }
     if (needUtf8Activation(options.config, options.dictFlags)) activateUtf8(table, options.log)
     return table
   },

@@ -4,9 +4,9 @@
 // the event loop, per-caller cursors, and the "older than source file" warning. It is
 // kept in one place here so that the file types cannot drift apart where Postfix's agree.
 
-import {fstatSync, promises as fsp} from 'node:fs'
+import {BigIntStats, constants as fsConstants, fstatSync, promises as fsp} from 'node:fs'
 import {DICT_FLAG} from '../protocol/constants.js'
-import {isNativeError, loadNative, LockOperation, PostfixNative} from '../native/index.js'
+import {flock, isNativeError, loadNative, LockOperation, PostfixNative} from '../native/index.js'
 import {cString, FileStamp, pathBytes, stampOf, strerror} from './source-file.js'
 import {SequenceCursor, TableError, TableLog} from './table.js'
 
@@ -181,5 +181,111 @@ export async function warnIfOlderThanSource(dbPath: string, dbMtimeNs: bigint, s
       log.warning(`database ${dbPath} is older than source file ${sourcePath}`)
   } catch {
     // no source file: nothing to compare
+  }
+}
+
+// ---------------------------------------------------------------------------- replacing files
+
+/**
+ * Open `path` and take an exclusive flock() on it, waiting without blocking the event loop,
+ * as Postfix's dict_cdbm_open() does for its .tmp file: the lock is only good if, once
+ * granted, `path` still names the file that was locked (a writer that renames a new file
+ * over `path` holds this lock until the rename is done), so otherwise start again.
+ * `create`: O_CREAT when the file is missing. Resolves with the locked handle; closing it
+ * releases the lock.
+ */
+export async function lockFileUnderPath(path: string, create: boolean, isClosed: () => boolean, label: string): Promise<fsp.FileHandle> {
+  for (let attempt = 0; ; attempt++) {
+    if (isClosed()) throw new TableError('retry', `${label}: table is closed`)
+    let handle: fsp.FileHandle
+    try {
+      handle = await fsp.open(pathBytes(path), create ? fsConstants.O_RDWR | fsConstants.O_CREAT : fsConstants.O_RDWR, 0o644)
+    } catch (err) {
+      throw new TableError('retry', `open database ${path}: ${strerror(err)}`)
+    }
+    let same = false
+    try {
+      for (let wait = 0; !flock(handle.fd, 'exclusive', false); wait++) {
+        if (isClosed()) throw new TableError('retry', `${label}: table is closed`)
+        await waitBeforeLockAttempt(wait)
+      }
+      const locked = await handle.stat({bigint: true})
+      const named = await fsp.stat(pathBytes(path), {bigint: true}).catch(() => undefined)
+      same = named !== undefined && named.dev === locked.dev && named.ino === locked.ino && locked.nlink > 0n
+    } catch (err) {
+      await handle.close().catch(() => undefined)
+      if (err instanceof TableError) throw err
+      throw new TableError('retry', `lock ${path}: ${reasonOf(err)}`)
+    }
+    if (same) return handle
+    await handle.close().catch(() => undefined)
+    await waitBeforeLockAttempt(attempt)
+  }
+}
+
+/** fsync() a directory, so that a rename in it survives a system crash too. */
+export async function syncDirectory(dir: string): Promise<void> {
+  const handle = await fsp.open(pathBytes(dir), fsConstants.O_RDONLY)
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+/** Give a replacement file the owner and permissions of the file it replaces (best effort for the owner). */
+export async function copyOwnership(target: fsp.FileHandle, from: BigIntStats): Promise<void> {
+  await target.chmod(Number(from.mode & 0o7777n))
+  const [uid, gid] = [Number(from.uid), Number(from.gid)]
+  const now = await target.stat()
+  if (now.uid !== uid || now.gid !== gid) await target.chown(uid, gid).catch(() => undefined)
+}
+
+/** One write waiting for a group commit; `apply` runs during the commit, its result is the reply. */
+export interface PendingWrite<S> {
+  apply(store: S): boolean
+  resolve(stored: boolean): void
+  reject(err: unknown): void
+}
+
+/**
+ * Group commit: writes are queued; one commit at a time applies every write queued so far
+ * (in arrival order) to a new copy of the table, makes it durable and puts it in place,
+ * and only then answers each of them. Writes arriving while a commit runs wait for the
+ * next one, so N concurrent clients share the cost of one fsync()/rename().
+ * `commit` applies the writes itself (so that each one's own failure stays its own) and
+ * throws when the group as a whole could not be made durable.
+ */
+export class GroupCommit<S> {
+  private queue: PendingWrite<S>[] = []
+  private running = false
+
+  constructor(private readonly commit: (group: PendingWrite<S>[]) => Promise<void>) {}
+
+  submit(apply: (store: S) => boolean): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      this.queue.push({apply, resolve, reject})
+      if (!this.running) {
+        this.running = true
+        // Let the requests already read from other connections join this group.
+        setImmediate(() => void this.drain())
+      }
+    })
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const group = this.queue
+        this.queue = []
+        try {
+          await this.commit(group)
+        } catch (err) {
+          for (const w of group) w.reject(err)
+        }
+      }
+    } finally {
+      this.running = false
+    }
   }
 }

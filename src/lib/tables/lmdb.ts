@@ -23,8 +23,10 @@
 //   fails as in Postfix: "error reading/updating/deleting from lmdb:NAME: MDB_BAD_VALSIZE:
 //   ..." (a retry error). An empty key is simply not there for lookups and deletes.
 // - update: MDB_NOOVERWRITE unless DUP_REPLACE; an existing key is then ignored
-//   (DUP_IGNORE), warned about (DUP_WARN) or an error. Each read and each write is one
-//   LMDB transaction, committed (and so fsync()ed by LMDB) before update()/delete() return.
+//   (DUP_IGNORE), warned about (DUP_WARN) or an error. Each read is one LMDB transaction;
+//   so is each write, committed (and so fsync()ed by LMDB) before update()/delete()
+//   return. With SYNC_UPDATE (proxywrite), the writes that arrive while one commit runs
+//   share the next transaction (group commit), each answered after that commit.
 // - locking (DICT_FLAG_LOCK): whole-file fcntl() locks on the .lmdb file's own descriptor,
 //   a read lock around each read and cursor step, a write lock around each write, as
 //   dict_lmdb.c does (MYFLOCK_STYLE_FCNTL): with MDB_NOLOCK these locks are what keeps a
@@ -37,7 +39,9 @@
 //   after each step and re-seeks the saved key; each of our callers has its own position
 //   (the last key it was given), from which `next` continues with MDB_SET_RANGE (then
 //   MDB_NEXT past that key) in a fresh transaction, so updates in between are seen. Keys
-//   and values are returned as C strings (up to the first NUL), as Postfix does.
+//   and values are returned as C strings (up to the first NUL), as Postfix does. Every
+//   few thousand steps the mapped pages go back to the kernel (madvise), so that listing
+//   a large table does not grow the process by the size of the file.
 // - changed(): the file's identity, size or mtime differ from what we last saw (our own
 //   writes update what we saw).
 // Each table has its own environment (mdb_env_open() per open, as each Postfix process
@@ -50,7 +54,7 @@ import {fcntlLock, isNativeError, NativeLmdbEnv, NativeLmdbTxn, PostfixNative} f
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {FileStamp, fileChanged, pathBytes, stampOf} from './source-file.js'
 import {
-  bytes, loadAddon, noOverwrite, nulForUpdate, ownSequenceState, reasonOf, runLocked, setTableLock, settleDuplicate,
+  bytes, GroupCommit, loadAddon, PendingWrite, noOverwrite, nulForUpdate, ownSequenceState, reasonOf, runLocked, setTableLock, settleDuplicate,
   stampOfFd, text, tryNulConventions, warnIfOlderThanSource, withNulDefaults,
 } from './file-db.js'
 import {OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableLog, TableType} from './table.js'
@@ -64,8 +68,17 @@ const SLMDB_FUDGE = 10240
 const MAP_SIZE_INCREMENT = 2
 /** dict_lmdb's DICT_LMDB_SIZE_MAX (SSIZE_T_MAX), as far as a JS number is exact. */
 const MAP_SIZE_MAX = Number.MAX_SAFE_INTEGER
+/** Sequence steps between two releases of the mapped pages (see releaseMapEvery). */
+const RELEASE_MAP_STEPS = 4096
 /** dict_lmdb's DICT_LMDB_API_RETRY_LIMIT: recoveries per operation (slmdb: count < limit). */
 const API_RETRY_LIMIT = 2
+
+/** Carries a failure that must end the whole transaction of a group commit. */
+class GroupAbort extends Error {
+  constructor(override readonly cause: unknown) {
+    super('group commit aborted')
+  }
+}
 
 interface LmdbSequenceState {
   table: LmdbTable
@@ -77,6 +90,8 @@ export class LmdbTable implements Table {
   readonly type = 'lmdb'
   flags: number
   private closed = false
+  private stepsSinceRelease = 0
+  private readonly commits = new GroupCommit<NativeLmdbTxn>((group) => this.commitGroup(group))
 
   constructor(
     readonly name: string,
@@ -126,7 +141,7 @@ export class LmdbTable implements Table {
    * MDB_MAP_RESIZED. Other errors are thrown as they are.
    */
   private transaction<T>(write: boolean, body: (txn: NativeLmdbTxn) => T): T {
-    for (let recoveries = 0; ; ) {
+    return this.recovering(() => {
       let txn: NativeLmdbTxn | undefined
       try {
         txn = this.env.begin(!write)
@@ -136,6 +151,17 @@ export class LmdbTable implements Table {
         return result
       } catch (err) {
         txn?.abort()
+        throw err
+      }
+    })
+  }
+
+  /** Run `operation`, again after each of slmdb's recoveries (at most API_RETRY_LIMIT - 1). */
+  private recovering<T>(operation: () => T): T {
+    for (let recoveries = 0; ; ) {
+      try {
+        return operation()
+      } catch (err) {
         if (++recoveries >= API_RETRY_LIMIT || !this.recover(err)) throw err
       }
     }
@@ -196,26 +222,29 @@ export class LmdbTable implements Table {
     const k = bytes(key + nul)
     const v = bytes(value + nul)
     const keepExisting = noOverwrite(this.flags)
-    const stored = this.locked('exclusive', () => {
-      let ok: boolean
-      try {
-        ok = this.transaction(true, (txn) => txn.put(k, v, keepExisting))
-      } catch (err) {
-        this.fail('error updating', err)
-      }
-      this.refreshStamp()
-      return ok
-    })
+    const put = (txn: NativeLmdbTxn): boolean => txn.put(k, v, keepExisting)
+    const stored = this.flags & DICT_FLAG.SYNC_UPDATE ? this.commits.submit(this.failingAs('error updating', put))
+      : this.locked('exclusive', () => {
+        let ok: boolean
+        try {
+          ok = this.transaction(true, put)
+        } catch (err) {
+          this.fail('error updating', err)
+        }
+        this.refreshStamp()
+        return ok
+      })
     return settleDuplicate(stored, this, `${this.type}:${this.name}`, key, this.log)
   }
 
   delete(key: string): boolean | Promise<boolean> {
     key = this.fold(key)
+    const del = (txn: NativeLmdbTxn): boolean => tryNulConventions(this, key, (k) => k.length > 0 && txn.del(bytes(k))) === true
+    if (this.flags & DICT_FLAG.SYNC_UPDATE) return this.commits.submit(this.failingAs('error deleting from', del))
     return this.locked('exclusive', () => {
-      const del = (k: string): boolean => k.length > 0 && this.transaction(true, (txn) => txn.del(bytes(k)))
       let removed = false
       try {
-        removed = tryNulConventions(this, key, del) === true
+        removed = tryNulConventions(this, key, (k) => k.length > 0 && this.transaction(true, (txn) => txn.del(bytes(k)))) === true
       } catch (err) {
         this.fail('error deleting from', err)
       }
@@ -224,21 +253,59 @@ export class LmdbTable implements Table {
     })
   }
 
+  /**
+   * A write of a group commit: a failure that leaves the transaction usable (a key LMDB
+   * refuses, MDB_BAD_VALSIZE) is this write's own, in Postfix's words; any other one (such
+   * as MDB_MAP_FULL) ends the transaction and goes to the commit, which recovers and
+   * applies the whole group again.
+   */
+  private failingAs(what: string, write: (txn: NativeLmdbTxn) => boolean): (txn: NativeLmdbTxn) => boolean {
+    return (txn) => {
+      try {
+        return write(txn)
+      } catch (err) {
+        if (isNativeError(err) && err.errno === this.addon.constants.MDB_BAD_VALSIZE) this.fail(what, err)
+        throw new GroupAbort(err)
+      }
+    }
+  }
+
+  /**
+   * SYNC_UPDATE (proxywrite forces it): the writes queued meanwhile are applied in arrival
+   * order in one transaction, whose commit (LMDB fsync()s data, then the meta page) is done
+   * before any of them is answered; a kill at any moment leaves the previous commit.
+   */
+  private async commitGroup(group: PendingWrite<NativeLmdbTxn>[]): Promise<void> {
+    const results = await this.locked('exclusive', () => {
+      try {
+        const outcome = this.transaction(true, (txn) => group.map((w) => {
+          try {
+            return {ok: true as const, value: w.apply(txn)}
+          } catch (error) {
+            if (error instanceof GroupAbort) throw error.cause
+            return {ok: false as const, error}
+          }
+        }))
+        this.refreshStamp()
+        return outcome
+      } catch (err) {
+        this.fail('error updating', err)
+      }
+    })
+    results.forEach((r, i) => (r.ok ? group[i].resolve(r.value) : group[i].reject(r.error)))
+  }
+
   sequence(fn: SequenceFunction, cursor: SequenceCursor): readonly [string, string] | undefined | Promise<readonly [string, string] | undefined> {
     const state = ownSequenceState<LmdbSequenceState>(cursor, this)
     if (fn === 'next' && !state) return undefined
-    const c = this.addon.constants
     return this.locked('shared', () => {
       let entry: [Buffer, Buffer] | undefined
       try {
-        entry = this.transaction(false, (txn) => {
-          if (fn === 'first' || !state) return txn.cursorGet(c.MDB_FIRST)
-          const at = txn.cursorGet(c.MDB_SET_RANGE, state.last)
-          return at && at[0].equals(state.last) ? txn.cursorGet(c.MDB_NEXT) : at
-        })
+        entry = this.recovering(() => this.env.seek(fn === 'first' || !state ? undefined : state.last))
       } catch (err) {
         this.fail('error seeking', err)
       }
+      this.releaseMapEvery()
       if (!entry) {
         if (cursor.state === state) cursor.state = undefined
         return undefined
@@ -246,6 +313,21 @@ export class LmdbTable implements Table {
       cursor.state = {table: this, last: entry[0]} satisfies LmdbSequenceState
       return [text(entry[0]), text(entry[1])] as const
     })
+  }
+
+  /**
+   * A listing touches every page of the file, and mapped pages count in the resident set
+   * of the process (a 1,000,000-entry table would add its whole size): every so many
+   * steps, let the kernel take them back from us (they stay cached by the kernel).
+   */
+  private releaseMapEvery(): void {
+    if (++this.stepsSinceRelease < RELEASE_MAP_STEPS) return
+    this.stepsSinceRelease = 0
+    try {
+      this.env.releaseMap()
+    } catch {
+      // only a matter of memory
+    }
   }
 
   private refreshStamp(): void {
