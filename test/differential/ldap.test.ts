@@ -463,6 +463,35 @@ test('tables with the same connection settings share one connection, also under 
   await waitForCount(established, before)
 })
 
+test('a search error of one table does not fail the lookups that share its connection', async () => {
+  // The same connection settings as uidcn; a filter the client cannot even send. Postfix
+  // drops the connection after such an error; lookups of other tables still waiting on the
+  // shared connection must get their answers all the same.
+  const broken = writeTable(path.join(dir, 'brokenfilter.cf'), `server_host = ${slapd.url}\nsearch_base = ${SUFFIX}\nquery_filter = (mail=%s\nresult_attribute = uid, cn\n`)
+  const good = await ldapType.open(cfs.get('uidcn')!, openOptions(quiet))
+  const bad = await ldapType.open(broken, openOptions(quiet))
+  try {
+    const keys = KEYS.map(toBinary)
+    const expected: (string | undefined)[] = []
+    for (const k of keys) expected.push(await good.lookup(k))
+    assert.ok(expected.some((v) => v !== undefined), 'some keys are found')
+    for (let round = 0; round < 20; round++) {
+      // Interleaved, so that connections are dropped while good searches wait on them.
+      const refused = (k: string, delayMs: number): Promise<string> => sleep(delayMs).then(() => bad.lookup(k))
+        .then(() => assert.fail('a broken filter found something'), () => 'refused')
+      const answers = await Promise.all(keys.flatMap((k, i) => [
+        Promise.resolve(good.lookup(k)).catch((err: Error) => `error: ${err.message}`),
+        refused(k, i % 7),
+        refused(k, (i * 3) % 11),
+      ]))
+      assert.deepEqual(answers.filter((_, i) => i % 3 === 0), expected, `round ${round}`)
+    }
+  } finally {
+    await good.close?.()
+    await bad.close?.()
+  }
+})
+
 async function waitForCount(count: () => Promise<number>, expected: number): Promise<void> {
   for (let i = 0; i < 100 && await count() !== expected; i++) await sleep(50)
   assert.equal(await count(), expected, 'the shared connection is closed with the last table')

@@ -271,6 +271,10 @@ function openSocket(server: LdapServer, settings: ConnectionSettings): Promise<n
 }
 
 export class LdapConnection {
+  /** Searches waiting for their answer: other tables' lookups share the connection. */
+  private inFlight = 0
+  private closing = false
+
   private constructor(private readonly client: Client, readonly server: LdapServer, private readonly settings: ConnectionSettings) {}
 
   /** Connect to the first server that answers, then StartTLS and bind as configured. */
@@ -349,7 +353,7 @@ export class LdapConnection {
   }
 
   get alive(): boolean {
-    return this.client.isConnected
+    return !this.closing && this.client.isConnected
   }
 
   async search(request: SearchRequest): Promise<LdapEntry[]> {
@@ -363,6 +367,7 @@ export class LdapConnection {
     if (this.settings.timeoutMs === 0) throw new LdapError(LDAP_PARAM_ERROR)
     if (!this.client.isConnected) throw new LdapError(LDAP_SERVER_DOWN)
     let result
+    this.inFlight++
     try {
       result = await this.client.search(request.base, {
         scope: request.scope,
@@ -374,6 +379,8 @@ export class LdapConnection {
       })
     } catch (err) {
       throw asLdapError(err)
+    } finally {
+      if (--this.inFlight === 0 && this.closing) this.unbind()
     }
     if (request.sizeLimit > 0 && result.searchEntries.length > request.sizeLimit) throw new LdapError(LDAP_SIZELIMIT_EXCEEDED)
     return result.searchEntries.map((entry) => {
@@ -388,7 +395,17 @@ export class LdapConnection {
     })
   }
 
+  /**
+   * Postfix drops a connection after a search error and reconnects for the next lookup; its
+   * lookups take turns, ours share the connection, so the searches still waiting on it
+   * (another table's, or another key's) get their answers before it goes.
+   */
   close(): void {
+    this.closing = true
+    if (this.inFlight === 0) this.unbind()
+  }
+
+  private unbind(): void {
     void this.client.unbind().catch(() => {})
   }
 }
