@@ -3,7 +3,8 @@
 // .cf files, and for every (cf, key) our lookup (postmap -q flags) compared with
 // `postmap -c DIR -q KEY memcache:FILE.cf` (stdout and exit status). Updates and deletes are
 // cross-checked: what we store real postmap reads, what real `postmap -d` deletes we no longer
-// find, and the other way round; with a backup table both are updated.
+// find, and the other way round; with a backup table both are updated. Through proxy:, real
+// `postmap -q -` answered by Postfix's own proxymap and by our server prints the same.
 //
 // A missing memcached or postmap FAILS the test (apt-get install memcached postfix).
 //
@@ -22,7 +23,8 @@ import {postmapQueryFlags} from '../../src/lib/query/query.js'
 import {TableRegistry} from '../../src/lib/tables/registry.js'
 import {memcacheType} from '../../src/lib/tables/memcache.js'
 import {OpenOptions, Table, TableError} from '../../src/lib/tables/table.js'
-import {POSTMAP, requirePostfix, runCommand, sleep, spawnTracked} from '../helpers/postfix.js'
+import {createPostfixInstance, POSTMAP, requirePostfix, runCommand, sleep, spawnTracked} from '../helpers/postfix.js'
+import {theirsThenOurs} from '../helpers/compare.js'
 import {freeLoopbackPort} from '../helpers/ports.js'
 import {fromBinary, makeConfig, toBinary, writeTable} from './pattern-helpers.js'
 import {lookupOutcome} from './table-helpers.js'
@@ -240,4 +242,35 @@ test('an unreachable memcache is a RETRY at once, without max_try pauses', async
   await assert.rejects(async () => table.lookup('k'), (err: unknown) => err instanceof TableError && err.kind === 'retry')
   assert.ok(Date.now() - t0 < 900, `took ${Date.now() - t0} ms`)
   await table.close?.()
+})
+
+test('memcache through proxy: answers as through Postfix\'s proxymap', async () => {
+  const files = cfs()
+  const pf = await createPostfixInstance({prefix: 'pm-mc-proxy-'})
+  try {
+    await pf.approve({read: files.map((f) => `memcache:${f}`), write: []})
+    const input = KEYS.join('\n') + '\n'
+    const runAll = async (): Promise<Map<string, {stdout: string; stderr: string; code: number}>> => {
+      const out = new Map<string, {stdout: string; stderr: string; code: number}>()
+      await Promise.all(files.map(async (f) => {
+        const r = await pf.postmap(['-q', '-', `proxy:memcache:${f}`], {input, timeoutMs: 60_000})
+        out.set(f, {stdout: r.stdout, stderr: r.stderr, code: r.code})
+      }))
+      return out
+    }
+    const {theirs, ours: mine} = await theirsThenOurs(pf, runAll)
+    let hits = 0
+    let failed = 0
+    for (const f of files) {
+      const t = theirs.get(f)!
+      hits += t.stdout.split('\n').length - 1
+      if (t.stderr.includes('fatal:')) failed++
+      assert.deepEqual(mine.get(f), t, `proxy:memcache:${f}`)
+    }
+    console.log(`# memcache through proxy:: ${files.length} cf files x ${KEYS.length} keys, ${hits} hits, ${failed} runs failing in both, same output as Postfix's proxymap`)
+    assert.ok(hits >= 30, `too few hits through proxy: ${hits}`)
+    assert.ok(failed >= 1, 'an unreachable memcache fails through proxy: too')
+  } finally {
+    await pf.destroy()
+  }
 })

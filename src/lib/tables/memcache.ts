@@ -21,7 +21,7 @@ import {DICT_FLAG} from '../protocol/constants.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {CfParser} from './sql/cf-parser.js'
 import {DomainList, TemplateContext} from './sql/template.js'
-import {ReplyParser, STREAM_MAX_CONNECTIONS, StreamClientPool} from './socketmap.js'
+import {ReplyParser, socketErrorText, STREAM_MAX_CONNECTIONS, StreamClientPool, StreamConnectError} from './socketmap.js'
 import {OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableLog, TableType} from './table.js'
 
 export const MEMCACHE_DEFAULTS = {
@@ -89,7 +89,6 @@ function lineParser(lineBound: number): ReplyParser<string> {
   }
 }
 
-const isConnectError = (err: unknown): boolean => (err as {syscall?: string})?.syscall === 'connect'
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 interface MemcacheSettings {
@@ -157,8 +156,9 @@ class MemcacheTable implements Table {
       try {
         result = await request()
       } catch (err) {
-        if (isConnectError(err)) {
-          last = `connect to ${this.pool.endpoint}: ${(err as Error).message}`
+        if (err instanceof StreamConnectError) {
+          // as Postfix's auto_clnt words it: the endpoint without its inet:/unix: prefix, strerror text
+          last = `connect to ${this.pool.endpoint.replace(/^(inet|unix):/, '')}: ${socketErrorText(err)}`
           this.log.warning(last)
           break
         }

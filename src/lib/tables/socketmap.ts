@@ -8,13 +8,15 @@
 // lookups, we keep up to STREAM_MAX_CONNECTIONS (4) connections per server, shared by every
 // table that names it; further requests wait for a free connection. A request that takes
 // longer than the time limit (Postfix: 100 s; `socketmapTypeWith({timeoutMs})`) is a RETRY
-// and its connection is dropped. A server that closed an idle connection gets one retry on a
-// fresh one, as Postfix does.
+// and its connection is dropped. A server that hangs up before it answers gets the request
+// once more on a new connection, as Postfix does. Replies are C strings to Postfix: a NUL
+// byte ends them.
 
 import * as net from 'node:net'
 import {DICT_FLAG} from '../protocol/constants.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {OpenOptions, Table, TableError, TableLog, TableType} from './table.js'
+import {strerror} from './source-file.js'
 
 export const STREAM_MAX_CONNECTIONS = 4
 export const SOCKETMAP_TIMEOUT_MS = 100_000
@@ -27,6 +29,13 @@ export type ReplyParser<T> = (buf: Buffer) => {value: T; used: number} | undefin
 
 /** Thrown when the server closed the connection before a complete reply. */
 export class StreamEofError extends Error {}
+
+/** Thrown when the server cannot be reached; `code` is the errno name (ETIMEDOUT for our time limit). */
+export class StreamConnectError extends Error {
+  constructor(message: string, readonly code: string | undefined) {
+    super(message)
+  }
+}
 
 class StreamConnection {
   private buffer: Buffer = Buffer.alloc(0)
@@ -45,7 +54,7 @@ class StreamConnection {
       this.waiter?.()
     }
     socket.on('error', fail)
-    socket.on('close', () => fail(new StreamEofError('unexpected EOF')))
+    socket.on('close', () => fail(new StreamEofError(NETSTRING_ERROR.eof)))
   }
 
   get usable(): boolean {
@@ -58,7 +67,7 @@ class StreamConnection {
     let timer: NodeJS.Timeout | undefined
     try {
       return await new Promise<T>((resolve, reject) => {
-        timer = setTimeout(() => reject(new Error('time limit exceeded')), timeoutMs)
+        timer = setTimeout(() => reject(new Error(NETSTRING_ERROR.time)), timeoutMs)
         const check = (): void => {
           try {
             const r = parse(this.buffer)
@@ -115,8 +124,13 @@ export class StreamClientPool {
     private readonly limits: {max: number; maxIdleMs: number; maxTtlMs: number; timeoutMs: number},
   ) {}
 
-  /** Send one request and parse its reply; with `retryEof`, a stale connection gets one more try. */
-  async request<T>(data: Buffer, parse: ReplyParser<T>, retryEof = true): Promise<T> {
+  /**
+   * Send one request and parse its reply. `retryEof` says when a server that hangs up
+   * without answering gets the request once more on a new connection: 'stale' only when the
+   * connection was an idle one, 'always' as dict_sockmap.c does (a fresh connection too: the
+   * peer receives the request twice), 'never' when the caller counts its own tries.
+   */
+  async request<T>(data: Buffer, parse: ReplyParser<T>, retryEof: 'stale' | 'always' | 'never' = 'stale'): Promise<T> {
     while (this.busy >= this.limits.max) await new Promise<void>((r) => this.waiting.push(r))
     this.busy++
     try {
@@ -129,7 +143,8 @@ export class StreamClientPool {
           return value
         } catch (err) {
           conn.close()
-          if (retryEof && reused && attempt === 0 && err instanceof StreamEofError) continue
+          const retry = retryEof === 'always' || (retryEof === 'stale' && reused !== undefined)
+          if (retry && attempt === 0 && err instanceof StreamEofError) continue
           throw err
         }
       }
@@ -175,16 +190,16 @@ export class StreamClientPool {
       const socket = net.connect(connectOptions(this.endpoint))
       const timer = setTimeout(() => {
         socket.destroy()
-        reject(new Error('time limit exceeded'))
+        reject(new StreamConnectError(NETSTRING_ERROR.time, 'ETIMEDOUT'))
       }, this.limits.timeoutMs)
       socket.once('connect', () => {
         clearTimeout(timer)
         socket.removeAllListeners('error')
         resolve(new StreamConnection(socket))
       })
-      socket.once('error', (err) => {
+      socket.once('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer)
-        reject(err)
+        reject(new StreamConnectError(err.message, err.code))
       })
     })
   }
@@ -202,19 +217,82 @@ export function encodeNetstring(payload: string): Buffer {
   return Buffer.concat([Buffer.from(`${body.length}:`), body, Buffer.from(',')])
 }
 
+/** Postfix netstring_strerror() texts, which its warnings print. */
+export const NETSTRING_ERROR = {
+  eof: 'unexpected disconnect',
+  time: 'time limit exceeded',
+  format: 'input format error',
+  size: 'input exceeds size limit',
+}
+
+/** Largest length netstring_get_length() accepts before it reports an overflow (SSIZE_T_MAX). */
+const SSIZE_MAX = 9_223_372_036_854_775_807n
+
 export function netstringParser(maxLength: number): ReplyParser<string> {
   return (buf) => {
     const colon = buf.indexOf(0x3a)
-    const digits = buf.subarray(0, colon < 0 ? Math.min(buf.length, 12) : colon).toString('latin1')
-    if (!/^\d*$/.test(digits) || digits.length > 11) throw new Error('netstring format error')
+    const digits = buf.subarray(0, colon < 0 ? buf.length : colon).toString('latin1')
+    if (!/^\d*$/.test(digits)) throw new Error(NETSTRING_ERROR.format)
+    // Postfix stops with a size error as soon as the digits overflow, colon or not
+    const stripped = digits.replace(/^0+/, '')
+    if (stripped.length > 19 || (stripped.length === 19 && BigInt(stripped) > SSIZE_MAX)) throw new Error(NETSTRING_ERROR.size)
     if (colon < 0) return undefined
-    if (digits.length === 0) throw new Error('netstring format error')
-    const len = Number(digits)
-    if (len > maxLength) throw new Error('netstring size limit exceeded')
+    // an empty length is 0 to Postfix, not an error
+    const len = stripped.length > 15 ? Infinity : Number(stripped || '0')
+    if (len > maxLength) throw new Error(NETSTRING_ERROR.size)
     if (buf.length < colon + 1 + len + 1) return undefined
-    if (buf[colon + 1 + len] !== 0x2c) throw new Error('netstring format error')
+    if (buf[colon + 1 + len] !== 0x2c) throw new Error(NETSTRING_ERROR.format)
     return {value: buf.subarray(colon + 1, colon + 1 + len).toString('latin1'), used: colon + 2 + len}
   }
+}
+
+/** Postfix reads replies into C strings: whatever follows a NUL byte is lost. */
+export const cString = (s: string): string => {
+  const nul = s.indexOf('\0')
+  return nul < 0 ? s : s.slice(0, nul)
+}
+
+/**
+ * Postfix printable() with UTF-8 enabled (util_utf8_enable, the 3.x default): valid UTF-8
+ * sequences and printable ASCII stay, every other byte becomes `replacement`.
+ */
+export function printableUtf8(s: string, replacement: string): string {
+  let out = ''
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c >= 0x20 && c < 0x7f) {
+      out += s[i]
+      continue
+    }
+    const need = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1
+    let ok = need > 0 && i + need < s.length
+    for (let j = 1; ok && j <= need; j++) ok = (s.charCodeAt(i + j) & 0xc0) === 0x80
+    if (ok) {
+      out += s.slice(i, i + need + 1)
+      i += need
+    } else {
+      out += replacement
+    }
+  }
+  return out
+}
+
+const CONNECT_ERRORS: Record<string, string> = {
+  ECONNREFUSED: 'Connection refused',
+  ECONNRESET: 'Connection reset by peer',
+  ETIMEDOUT: 'Connection timed out',
+  EHOSTUNREACH: 'No route to host',
+  ENETUNREACH: 'Network is unreachable',
+  EPIPE: 'Broken pipe',
+  EADDRNOTAVAIL: 'Cannot assign requested address',
+}
+
+/** What Postfix's %m prints for a socket error (or the netstring text for our own errors). */
+export function socketErrorText(err: Error): string {
+  if (err instanceof StreamEofError) return NETSTRING_ERROR.eof
+  const code = (err as NodeJS.ErrnoException).code
+  if (code) return CONNECT_ERRORS[code] ?? strerror(err)
+  return err.message
 }
 
 /** Server connections shared by every socketmap table of the process (Postfix: one per server). */
@@ -233,12 +311,15 @@ class SocketmapTable implements Table {
     const k = this.flags & DICT_FLAG.FOLD_MUL ? lowercaseAscii(key) : key
     let reply: string
     try {
-      reply = await this.pool.request(encodeNetstring(`${this.mapName} ${k}`), netstringParser(this.maxReply))
+      reply = await this.pool.request(encodeNetstring(`${this.mapName} ${k}`), netstringParser(this.maxReply), 'always')
     } catch (err) {
-      const message = `table socketmap:${this.name} lookup error: ${(err as Error).message}`
+      // Postfix's auto_clnt says first which endpoint it could not reach
+      if (err instanceof StreamConnectError) this.log.warning(`connect to ${this.pool.endpoint.replace(/^[^:]*:/, '')}: ${socketErrorText(err)}`)
+      const message = `table socketmap:${this.name} lookup error: ${socketErrorText(err as Error)}`
       this.log.warning(message)
       throw new TableError('retry', message)
     }
+    reply = cString(reply)
     const sp = reply.indexOf(' ')
     const status = sp < 0 ? reply : reply.slice(0, sp)
     const payload = sp < 0 ? undefined : reply.slice(sp + 1)
@@ -246,7 +327,7 @@ class SocketmapTable implements Table {
     if (status === 'NOTFOUND') return undefined
     const errorClass = {TEMP: 'temporary', TIMEOUT: 'timeout', PERM: 'permanent'}[status] ?? 'unknown'
     const text = (payload ?? '').replace(/^[ \t\n\r\f\v]+/, '')
-    const message = `socketmap:${this.name} socketmap server ${errorClass} error${text ? `: ${text.slice(0, 200).replace(/[^\x20-\x7e]/g, '?')}` : ''}`
+    const message = `socketmap:${this.name} socketmap server ${errorClass} error${text ? `: ${printableUtf8(text, '?').slice(0, 200)}` : ''}`
     this.log.warning(message)
     throw new TableError(status === 'PERM' ? 'config' : 'retry', message)
   }

@@ -8,7 +8,9 @@
 import {DICT_FLAG} from '../protocol/constants.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {OpenOptions, Table, TableError, TableLog, TableType} from './table.js'
-import {ReplyParser, STREAM_MAX_CONNECTIONS, StreamClientPool, StreamTableLimits} from './socketmap.js'
+import {
+  cString, printableUtf8, ReplyParser, socketErrorText, STREAM_MAX_CONNECTIONS, StreamClientPool, StreamTableLimits,
+} from './socketmap.js'
 
 export const TCP_TIMEOUT_MS = 100_000
 export const TCP_MAX_LENGTH = 4096
@@ -42,14 +44,12 @@ export function hexUnquote(hex: string): string | undefined {
 
 class LineTooLongError extends Error {}
 
+// Postfix reads at most TCP_MAX_LENGTH bytes including the newline (vstring_get_nonl_bound)
 const lineParser: ReplyParser<string> = (buf) => {
   const nl = buf.indexOf(0x0a)
-  if (nl < 0) {
-    if (buf.length > TCP_MAX_LENGTH) throw new LineTooLongError(`text longer than ${TCP_MAX_LENGTH}`)
-    return undefined
-  }
-  if (nl > TCP_MAX_LENGTH) throw new LineTooLongError(`text longer than ${TCP_MAX_LENGTH}`)
-  return {value: buf.subarray(0, nl).toString('latin1'), used: nl + 1}
+  if (nl >= TCP_MAX_LENGTH || (nl < 0 && buf.length >= TCP_MAX_LENGTH)) throw new LineTooLongError(`text longer than ${TCP_MAX_LENGTH}`)
+  if (nl < 0) return undefined
+  return {value: cString(buf.subarray(0, nl).toString('latin1')), used: nl + 1}
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -69,19 +69,23 @@ class TcpTable implements Table {
     let line: string | undefined
     for (let tries = 0; line === undefined; ) {
       try {
-        line = await this.pool.request(request, lineParser)
+        // no silent retry on a hang-up: Postfix warns and counts every attempt
+        line = await this.pool.request(request, lineParser, 'never')
       } catch (err) {
         const e = err as NodeJS.ErrnoException
+        // (Postfix's "unexpected EOF (%m)" shows whatever errno was left over; ours names the cause)
         this.log.warning(e.code || /time limit/.test(e.message)
-          ? `connect to TCP map ${this.name}: ${e.message}`
-          : `read TCP map reply from ${this.name}: ${err instanceof LineTooLongError ? e.message : `unexpected EOF (${e.message})`}`)
+          ? `connect to TCP map ${this.name}: ${socketErrorText(e)}`
+          : `read TCP map reply from ${this.name}: ${err instanceof LineTooLongError ? e.message : `unexpected EOF (${socketErrorText(e)})`}`)
         if (++tries >= TCP_MAX_TRIES) throw new TableError('retry', `table tcp:${this.name}: lookup failed`)
         await sleep(this.retryDelayMs)
       }
     }
-    const raw = /^\d\d\d[ \t\n\r\f\v]/.test(line) ? hexUnquote(line.slice(4)) : undefined
+    const unquoted = /^\d\d\d[ \t\n\r\f\v]/.test(line) ? hexUnquote(line.slice(4)) : undefined
+    // a %00 ends the value: Postfix returns it as a C string
+    const raw = unquoted === undefined ? undefined : cString(unquoted)
     if (raw === undefined) {
-      const message = `read TCP map reply from ${this.name}: malformed reply: ${line.slice(0, 100).replace(/[^\x20-\x7e]/g, '_')}`
+      const message = `read TCP map reply from ${this.name}: malformed reply: ${printableUtf8(line, '_').slice(0, 100)}`
       this.log.warning(message)
       throw new TableError('retry', message)
     }
@@ -90,7 +94,7 @@ class TcpTable implements Table {
       case '5': return undefined
       case '4': throw new TableError('retry', `table tcp:${this.name}: soft error: ${line}`)
       default: {
-        const message = `read TCP map reply from ${this.name}: bad status code: ${line.slice(0, 100).replace(/[^\x20-\x7e]/g, '_')}`
+        const message = `read TCP map reply from ${this.name}: bad status code: ${printableUtf8(line, '_').slice(0, 100)}`
         this.log.warning(message)
         throw new TableError('retry', message)
       }
