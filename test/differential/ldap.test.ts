@@ -29,7 +29,7 @@ import {
 import {theirsThenOurs} from '../helpers/compare.js'
 import {Slapd, startSlapd} from '../helpers/slapd.js'
 import {makeConfig, toBinary, fromBinary, writeTable} from './pattern-helpers.js'
-import {pool} from './table-helpers.js'
+import {pool, postmapWarnedOutcome, warnedLookup, type WarnedOutcome} from './table-helpers.js'
 
 const SUFFIX = 'dc=example,dc=com'
 const ROOT_DN = `cn=admin,${SUFFIX}`
@@ -190,7 +190,7 @@ function cfVariants(url: string): Record<string, string> {
 
 // ----------------------------------------------------------------------- comparison
 
-interface Outcome {stdout: string; result: 'found' | 'notfound' | 'error'; warnings: string[]}
+type Outcome = WarnedOutcome
 
 const quiet = {warning: () => {}, error: () => {}, info: () => {}}
 
@@ -212,26 +212,10 @@ async function ours(file: string, key: string): Promise<Outcome> {
     if (!(err instanceof TableError)) throw err
     return {stdout: '', result: 'error', warnings}
   }
-  try {
-    const value = await table.lookup(toBinary(key))
-    return {stdout: value === undefined ? '' : `${fromBinary(value)}\n`, result: value === undefined ? 'notfound' : 'found', warnings}
-  } catch (err) {
-    if (!(err instanceof TableError)) throw err
-    return {stdout: '', result: 'error', warnings}
-  } finally {
-    await table.close?.()
-  }
+  return warnedLookup(table, key, warnings)
 }
 
-async function real(file: string, key: string): Promise<Outcome> {
-  const r = await runCommand(POSTMAP, ['-c', dir, '-q', key, `ldap:${file}`], {timeoutMs: 60_000})
-  const lines = r.stderr.split('\n').filter((l) => l.length > 0)
-  const warnings = lines.filter((l) => /^postmap: (warning|error): /.test(l)).map((l) => l.replace(/^postmap: /, ''))
-  const fatal = lines.some((l) => l.startsWith('postmap: fatal: '))
-  const result = r.code === 0 ? 'found' : fatal ? 'error' : 'notfound'
-  if (r.code !== 0 && r.code !== 1) throw new Error(`postmap exited ${r.code}: ${r.stderr}`)
-  return {stdout: r.stdout, result, warnings}
-}
+const real = (file: string, key: string): Promise<Outcome> => postmapWarnedOutcome(dir, key, `ldap:${file}`)
 
 // ----------------------------------------------------------------------- setup
 

@@ -29,7 +29,7 @@ import {createPostfixInstance, POSTMAP, PostfixInstance, requirePostfix, runComm
 import {theirsThenOurs} from '../helpers/compare.js'
 import {freeLoopbackPort} from '../helpers/ports.js'
 import {fromBinary, makeConfig, toBinary} from './pattern-helpers.js'
-import {pool, printable} from './table-helpers.js'
+import {pool, postmapWarnedOutcome, printable, warnedLookup, type WarnedOutcome} from './table-helpers.js'
 
 const registry = new TableRegistry()
 registry.register(socketmapType)
@@ -217,7 +217,7 @@ after(async () => {
 
 // ----------------------------------------------------------------------- comparison
 
-interface Outcome {stdout: string; result: 'found' | 'notfound' | 'error'; warnings: string[]}
+type Outcome = WarnedOutcome
 
 function openOptions(warnings: string[]): OpenOptions {
   return {
@@ -231,28 +231,14 @@ function openOptions(warnings: string[]): OpenOptions {
 async function ours(name: string, key: string): Promise<Outcome> {
   const warnings: string[] = []
   const table: Table = await registry.open(toBinary(name), openOptions(warnings))
-  try {
-    const value = await table.lookup(toBinary(key))
-    // postmap's own complaint, not the table's
+  // postmap's own complaint about an empty value, not the table's
+  return warnedLookup(table, key, warnings, (value) => {
     if (value === '') warnings.push(`warning: table ${name}: key ${key}: empty string result is not allowed`,
       `warning: table ${name} should return NO RESULT in case of NOT FOUND`)
-    return {stdout: value === undefined ? '' : `${fromBinary(value)}\n`, result: value === undefined ? 'notfound' : 'found', warnings}
-  } catch (err) {
-    if (!(err instanceof TableError)) throw err
-    return {stdout: '', result: 'error', warnings}
-  } finally {
-    await table.close?.()
-  }
+  })
 }
 
-async function real(name: string, key: string): Promise<Outcome> {
-  const r = await runCommand(POSTMAP, ['-c', dir, '-q', key, name], {timeoutMs: 60_000})
-  const lines = r.stderr.split('\n').filter((l) => l.length > 0)
-  const warnings = lines.filter((l) => /^postmap: (warning|error): /.test(l)).map((l) => l.replace(/^postmap: /, ''))
-  const fatal = lines.some((l) => l.startsWith('postmap: fatal: '))
-  if (r.code !== 0 && r.code !== 1) throw new Error(`postmap exited ${r.code}: ${r.stderr}`)
-  return {stdout: r.stdout, result: r.code === 0 ? 'found' : fatal ? 'error' : 'notfound', warnings}
-}
+const real = (name: string, key: string): Promise<Outcome> => postmapWarnedOutcome(dir, key, name)
 
 /** postmap's direct answers, kept for choosing the keys that go through proxy: */
 let directOutcomes: {outcomes: Map<string, Outcome>; requests: string[]} | undefined

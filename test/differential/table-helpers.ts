@@ -190,6 +190,33 @@ export async function lookupOutcome(table: Table, key: string): Promise<{stdout:
   }
 }
 
+/** An answer with the warning and error lines that came with it (msg(3) style, no program name). */
+export interface WarnedOutcome {stdout: string; result: 'found' | 'notfound' | 'error'; warnings: string[]}
+
+/** Our lookup as postmap -q would print it; `warnings` is where the table's log writes. */
+export async function warnedLookup(table: Table, key: string, warnings: string[], onValue?: (value: string) => void): Promise<WarnedOutcome> {
+  try {
+    const value = await table.lookup(b(key))
+    if (value !== undefined) onValue?.(value)
+    return {stdout: value === undefined ? '' : `${t(value)}\n`, result: value === undefined ? 'notfound' : 'found', warnings}
+  } catch (err) {
+    if (!(err instanceof TableError)) throw err
+    return {stdout: '', result: 'error', warnings}
+  } finally {
+    await table.close?.()
+  }
+}
+
+/** Real `postmap -c DIR -q KEY SPEC`: its answer and its warning and error lines. */
+export async function postmapWarnedOutcome(configDir: string, key: string, spec: string): Promise<WarnedOutcome> {
+  const r = await runCommand(POSTMAP, ['-c', configDir, '-q', key, spec], {timeoutMs: 60_000})
+  const lines = r.stderr.split('\n').filter((l) => l.length > 0)
+  const warnings = lines.filter((l) => /^postmap: (warning|error): /.test(l)).map((l) => l.replace(/^postmap: /, ''))
+  const fatal = lines.some((l) => l.startsWith('postmap: fatal: '))
+  if (r.code !== 0 && r.code !== 1) throw new Error(`postmap exited ${r.code}: ${r.stderr}`)
+  return {stdout: r.stdout, result: r.code === 0 ? 'found' : fatal ? 'error' : 'notfound', warnings}
+}
+
 // ------------------------------------------------------------------ indexed file tables
 
 /** Writes a postmap source file `dir/name` of `entries` (backdated); returns its path. */
