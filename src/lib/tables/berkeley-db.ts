@@ -198,6 +198,10 @@ export class BerkeleyDbTable implements Table {
         try {
           await copyOwnership(shadow, from)
           await copyContents(original, shadow)
+          // Flush the copied pages off the event loop: DB->close() below fdatasync()s the
+          // copy synchronously, and should then have only this group's pages to write, so
+          // that a big table does not stall the lookups of other tables meanwhile.
+          await shadow.datasync()
           // DB->close() fdatasync()s the copy (data, size and blocks: what reading it needs).
           const results = this.applyToShadow(group, pathModule.basename(shadowPath))
           // Postfix writes a hash or btree file's pages at DB->sync()/close() time, and
