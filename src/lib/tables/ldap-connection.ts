@@ -6,7 +6,7 @@
 //
 // The bind password is only ever handed to ldapts; no message here contains it.
 
-import * as fs from 'node:fs'
+import {promises as fsp} from 'node:fs'
 import * as net from 'node:net'
 import * as path from 'node:path'
 import * as tls from 'node:tls'
@@ -181,20 +181,23 @@ export interface LdapTlsSettings {
 }
 
 /** The Node TLS options of dict_ldap_set_tls_options(); unreadable files are an error. */
-export function tlsOptionsFor(settings: LdapTlsSettings, host: string): tls.ConnectionOptions {
-  const read = (file: string): Buffer => fs.readFileSync(file)
+/** Read when connecting (the server loop must not wait on the disk meanwhile). */
+export async function tlsOptionsFor(settings: LdapTlsSettings, host: string): Promise<tls.ConnectionOptions> {
+  const read = (file: string): Promise<Buffer> => fsp.readFile(file)
   const ca: Buffer[] = []
-  if (settings.caCertFile) ca.push(read(settings.caCertFile))
+  if (settings.caCertFile) ca.push(await read(settings.caCertFile))
   else if (settings.caCertDir) {
-    for (const f of fs.readdirSync(settings.caCertDir)) {
-      const full = path.join(settings.caCertDir, f)
-      if (fs.statSync(full).isFile() && /-----BEGIN CERTIFICATE-----/.test(fs.readFileSync(full, 'latin1'))) ca.push(read(full))
+    for (const entry of await fsp.readdir(settings.caCertDir, {withFileTypes: true})) {
+      const full = path.join(settings.caCertDir, entry.name)
+      if (!(entry.isFile() || (entry.isSymbolicLink() && (await fsp.stat(full)).isFile()))) continue
+      const pem = await read(full)
+      if (pem.includes('-----BEGIN CERTIFICATE-----')) ca.push(pem)
     }
   }
   return {
     ...(ca.length > 0 ? {ca} : {}),
-    ...(settings.cert ? {cert: read(settings.cert)} : {}),
-    ...(settings.key ? {key: read(settings.key)} : {}),
+    ...(settings.cert ? {cert: await read(settings.cert)} : {}),
+    ...(settings.key ? {key: await read(settings.key)} : {}),
     ...(settings.cipherSuite ? {ciphers: settings.cipherSuite} : {}),
     // tls_require_cert = no: OpenLDAP's TLS_NEVER checks neither the chain nor the name.
     rejectUnauthorized: settings.requireCert,
@@ -245,13 +248,14 @@ export interface LdapEntry {
   attributes: [string, string[]][]
 }
 
-function openSocket(server: LdapServer, settings: ConnectionSettings): Promise<net.Socket> {
+async function openSocket(server: LdapServer, settings: ConnectionSettings): Promise<net.Socket> {
+  const tlsOptions = server.scheme === 'ldaps' ? await tlsOptionsFor(settings.tls!, server.host) : undefined
   return new Promise((resolve, reject) => {
     let socket: net.Socket
     const ready = server.scheme === 'ldaps' ? 'secureConnect' : 'connect'
     if (server.scheme === 'ldapi') socket = net.connect(server.socketPath!)
     else if (server.scheme === 'ldaps') {
-      socket = tls.connect({host: server.host, port: server.port, ...tlsOptionsFor(settings.tls!, server.host)})
+      socket = tls.connect({host: server.host, port: server.port, ...tlsOptions})
     } else socket = net.connect({host: server.host, port: server.port})
     const timer = settings.timeoutMs > 0
       ? setTimeout(() => fail(new Error('connect timed out')), settings.timeoutMs)
@@ -322,7 +326,7 @@ export class LdapConnection {
     const connection = new LdapConnection(client, server, settings)
     if (settings.startTls) {
       try {
-        await client.startTLS(tlsOptionsFor(settings.tls!, server.host))
+        await client.startTLS(await tlsOptionsFor(settings.tls!, server.host))
       } catch (err) {
         connection.close()
         const e = asLdapError(err)
