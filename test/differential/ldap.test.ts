@@ -28,7 +28,7 @@ import {
 } from '../helpers/postfix.js'
 import {theirsThenOurs} from '../helpers/compare.js'
 import {Slapd, startSlapd} from '../helpers/slapd.js'
-import {makeConfig, toBinary, fromBinary, writeTable} from './pattern-helpers.js'
+import {makeConfig, toBinary, writeTable} from './pattern-helpers.js'
 import {pool, postmapWarnedOutcome, warnedLookup, type WarnedOutcome} from './table-helpers.js'
 
 const SUFFIX = 'dc=example,dc=com'

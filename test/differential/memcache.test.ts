@@ -26,7 +26,7 @@ import {OpenOptions, Table, TableError} from '../../src/lib/tables/table.js'
 import {createPostfixInstance, POSTMAP, requirePostfix, runCommand, sleep, spawnTracked} from '../helpers/postfix.js'
 import {theirsThenOurs} from '../helpers/compare.js'
 import {freeLoopbackPort} from '../helpers/ports.js'
-import {fromBinary, makeConfig, toBinary, writeTable} from './pattern-helpers.js'
+import {makeConfig, toBinary, writeTable} from './pattern-helpers.js'
 import {lookupOutcome} from './table-helpers.js'
 
 const MEMCACHED = '/usr/bin/memcached'

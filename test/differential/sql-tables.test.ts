@@ -24,7 +24,7 @@ import {sqliteType} from '../../src/lib/tables/sqlite.js'
 import {mysqlType, mysqlTypeWith} from '../../src/lib/tables/mysql.js'
 import {pgsqlType, pgsqlTypeWith} from '../../src/lib/tables/pgsql.js'
 import {POSTMAP, requirePostfix, runCommand, sleep} from '../helpers/postfix.js'
-import {fromBinary, makeConfig, toBinary, writeTable} from './pattern-helpers.js'
+import {makeConfig, toBinary, writeTable} from './pattern-helpers.js'
 import {lookupOutcome} from './table-helpers.js'
 import {psqlWithTestDb} from '../helpers/compare.js'
 

@@ -24,7 +24,6 @@
 import {DICT_FLAG, DICT_FLAG_FOLD_ANY} from '../protocol/constants.js'
 import type {MainConfig} from '../config/index.js'
 import {Table, TableError, TableLog} from './table.js'
-import {isSpaceChar} from '../util/chars.js'
 
 /** Postfix lowercase(): ASCII A-Z to a-z, every other byte unchanged. */
 export function lowercaseAscii(s: string): string {

@@ -4,7 +4,6 @@
 import {DICT_FLAG} from '../protocol/constants.js'
 import {activateUtf8, allAscii, isValidUtf8, needUtf8Activation} from './fold.js'
 import {filesToBase64} from './source-file.js'
-import {isSpaceChar, trimSpace} from '../util/chars.js'
 import {balancedLength, extractBraced, splitNameValue, splitOutsideBraces} from '../util/postfix-strings.js'
 import {InternalHashTable} from './texthash.js'
 import {OpenOptions, Table, TableError, TableType} from './table.js'
