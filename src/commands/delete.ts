@@ -7,6 +7,7 @@ import {colorEnabled, colorStatus, makeChalk, renderTable} from '../lib/cli/rend
 import {DelayedSpinner} from '../lib/cli/spinner.js'
 import {inputLines} from '../lib/cli/stdin-lines.js'
 import {maintainFlags, reportBatchFailure, stderrTableLog} from '../lib/maintain/command-support.js'
+import type {DialectChoice} from '../lib/client/service-client.js'
 import {BatchFailure, DeleteSummary, deleteKeys} from '../lib/maintain/maintain.js'
 
 /** --json lists at most this many missing keys (a batch from stdin may be any size). */
@@ -73,7 +74,7 @@ write failed), 5 BAD/CONFIG (invalid request, table type cannot delete),
     try {
       const waiting = `deleting from ${args.table}`
       summary = await spinner.during(waiting, deleteKeys({
-        config, table: args.table, fold: !flags['no-fold'], dialect: flags.dialect as 'legacy' | 'v2', log: stderrTableLog(),
+        config, table: args.table, fold: !flags['no-fold'], dialect: flags.dialect as DialectChoice, log: stderrTableLog(),
       }, keys, key => {
         if (format === 'plain') {
           // The spinner's line is cleared first, so that the message stays readable.

@@ -6,6 +6,7 @@ import {outputFlag} from '../lib/cli/output.js'
 import {colorEnabled} from '../lib/cli/render.js'
 import {DelayedSpinner} from '../lib/cli/spinner.js'
 import {maintainFlags, stderrTableLog} from '../lib/maintain/command-support.js'
+import type {DialectChoice} from '../lib/client/service-client.js'
 import {dumpEntries} from '../lib/maintain/maintain.js'
 import {DumpRenderer, JsonDump, PlainDump, StreamWriter, TableDump} from '../lib/maintain/output.js'
 
@@ -72,7 +73,7 @@ Exit codes: 0 done (also for an empty table), 2 usage or configuration error,
     let count = 0
     let begun = false
     const entries = dumpEntries({
-      config, table: args.table, fold: !flags['no-fold'], dialect: flags.dialect as 'legacy' | 'v2', log: stderrTableLog(),
+      config, table: args.table, fold: !flags['no-fold'], dialect: flags.dialect as DialectChoice, log: stderrTableLog(),
     })
     progress.start(`opening ${args.table}`)
     try {

@@ -8,6 +8,8 @@ import {DelayedSpinner} from '../lib/cli/spinner.js'
 import {inputLines} from '../lib/cli/stdin-lines.js'
 import {Logger, StreamSink} from '../lib/log/logger.js'
 import {QueryResult, queryKeys} from '../lib/query/query.js'
+import {dialectFlag} from '../lib/maintain/command-support.js'
+import type {DialectChoice} from '../lib/client/service-client.js'
 
 export default class Query extends BaseCommand {
   static override summary = 'Look keys up in a table, directly or through the proxymap service (like postmap -q).'
@@ -46,11 +48,7 @@ Exit codes: 0 found (at least one key), 1 not found, 2 usage or configuration er
 
   static override flags = {
     'no-fold': Flags.boolean({char: 'f', summary: 'Do not fold the key to lower case (postmap -f).', default: false}),
-    dialect: Flags.string({
-      summary: 'Protocol dialect of the service: legacy (Postfix <= 3.10) or v2 (Postfix >= 3.11).',
-      options: ['legacy', 'v2'],
-      default: 'legacy',
-    }),
+    dialect: dialectFlag(),
     output: outputFlag('table on a terminal with several KEYs, else plain'),
   }
 
@@ -70,7 +68,7 @@ Exit codes: 0 found (at least one key), 1 not found, 2 usage or configuration er
     let found = 0
     let answered = 0
     const answers = queryKeys({
-      config, table: args.table, keys: [], fold: !flags['no-fold'], dialect: flags.dialect as 'legacy' | 'v2',
+      config, table: args.table, keys: [], fold: !flags['no-fold'], dialect: flags.dialect as DialectChoice,
       log: {warning: m => log.warning(m), error: m => log.error(m), info: m => log.info(m)},
     }, keys)
     for (;;) {

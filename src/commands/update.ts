@@ -8,6 +8,7 @@ import {colorEnabled, colorStatus, makeChalk, renderTable} from '../lib/cli/rend
 import {DelayedSpinner} from '../lib/cli/spinner.js'
 import {inputLines} from '../lib/cli/stdin-lines.js'
 import {maintainFlags, reportBatchFailure, stderrTableLog} from '../lib/maintain/command-support.js'
+import type {DialectChoice} from '../lib/client/service-client.js'
 import {BatchFailure, UpdateSummary, updateEntries} from '../lib/maintain/maintain.js'
 import {InputEntry, postmapEntries} from '../lib/maintain/postmap-input.js'
 
@@ -76,7 +77,7 @@ Exit codes: 0 every entry stored, 2 usage error or malformed input line,
     let summary: UpdateSummary
     try {
       summary = await spinner.during(`updating ${args.table}`, updateEntries({
-        config, table: args.table, fold: !flags['no-fold'], dialect: flags.dialect as 'legacy' | 'v2', log: stderrTableLog(),
+        config, table: args.table, fold: !flags['no-fold'], dialect: flags.dialect as DialectChoice, log: stderrTableLog(),
       }, entries))
     } catch (err) {
       if (!(err instanceof BatchFailure)) throw err

@@ -19,7 +19,7 @@ export function toCliError(err: unknown): CliError {
   if (err instanceof ProxyStatusError) {
     if (err.status === PROXY_STAT.DENY)
       return new CliError(err.message, EXIT.DENY, 'list the table in proxy_read_maps (lookups) or proxy_write_maps (updates) in main.cf, then run "postfix reload" (or restart proxymap serve)')
-    return new CliError(err.message, err.status === PROXY_STAT.RETRY ? EXIT.RETRY : EXIT.BAD)
+    return new CliError(err.message, err.status === PROXY_STAT.RETRY ? EXIT.RETRY : EXIT.BAD, err.hint)
   }
   if (err instanceof TableError) return new CliError(err.message, err.kind === 'retry' ? EXIT.RETRY : EXIT.BAD)
   if (err instanceof ServiceUnavailableError) return new CliError(err.message, EXIT.UNAVAILABLE)

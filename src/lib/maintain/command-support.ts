@@ -9,11 +9,18 @@ import {BatchFailure, describeBatchFailure} from './maintain.js'
 
 export const maintainFlags = {
   'no-fold': Flags.boolean({char: 'f', summary: 'Do not fold keys to lower case (postmap -f).', default: false}),
-  dialect: Flags.string({
-    summary: 'Protocol dialect of the service: legacy (Postfix <= 3.10) or v2 (Postfix >= 3.11).',
-    options: ['legacy', 'v2'],
-    default: 'legacy',
-  }),
+  dialect: dialectFlag(),
+}
+
+/** --dialect: which wire dialect to speak to a proxymap service; by default found out. */
+export function dialectFlag() {
+  return Flags.string({
+    summary: 'Protocol dialect of the service: auto, legacy (Postfix <= 3.10) or v2 (Postfix >= 3.11).',
+    description: 'auto (the default) asks in the dialect of the Postfix version the configuration belongs to and, '
+      + 'if the service rejects that as invalid, once more in the other one.',
+    options: ['auto', 'legacy', 'v2'],
+    default: 'auto',
+  })
 }
 
 /** Warnings of the table layer, in Postfix's format, on stderr. */

@@ -3,11 +3,11 @@
 // ours or Postfix's; every other name is opened here, on the file. Same code either way.
 
 import type {MainConfig} from '../config/index.js'
-import {ServiceClientPool} from '../client/service-client.js'
+import {DialectChoice, ServiceClientPool} from '../client/service-client.js'
 import {CliError} from '../cli/errors.js'
 import {EXIT} from '../cli/exit-codes.js'
 import {DICT_FLAG, Dialect, binary} from '../protocol/index.js'
-import {postmapQueryFlags} from '../query/query.js'
+import {expectedDialect, postmapQueryFlags} from '../query/query.js'
 import {TableRegistry, defaultRegistry} from '../tables/registry.js'
 import {OpenMode, Table, TableLog, UnsupportedOperationError} from '../tables/table.js'
 import type {InputEntry} from './postmap-input.js'
@@ -18,7 +18,7 @@ export interface MaintainOptions {
   table: string
   /** postmap -f: do not fold keys to lower case. */
   fold: boolean
-  dialect: Dialect
+  dialect: DialectChoice
   registry?: TableRegistry
   log: TableLog
 }
@@ -59,9 +59,11 @@ interface OpenedTable {
 
 async function openTable(options: MaintainOptions, mode: OpenMode, dictFlags: number): Promise<OpenedTable> {
   const registry = options.registry ?? defaultRegistry
-  const proxyClients = new ServiceClientPool(options.dialect, {timeoutMs: 60_000})
+  const proxyClients = new ServiceClientPool(options.dialect, {timeoutMs: 60_000, expectedDialect: expectedDialect(options.config)})
+  // postmap -i (mkmap_open) adds DUP_WARN to a table's flags once it is open.
+  const flagsAfterOpen = mode === 'write' && (dictFlags & DICT_FLAG.DUP_REPLACE) ? DICT_FLAG.DUP_WARN : 0
   try {
-    const table = await registry.openStrict(options.table, {mode, dictFlags, config: options.config, log: options.log, proxyClients})
+    const table = await registry.openStrict(options.table, {mode, dictFlags, flagsAfterOpen, config: options.config, log: options.log, proxyClients})
     return {
       table,
       async close() {

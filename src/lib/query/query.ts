@@ -2,7 +2,7 @@
 // through the service; every other name is opened here. Same code either way.
 
 import type {MainConfig} from '../config/index.js'
-import {ServiceClientPool} from '../client/service-client.js'
+import {DialectChoice, ServiceClientPool} from '../client/service-client.js'
 import {DICT_FLAG, Dialect, binary} from '../protocol/index.js'
 import {TableRegistry, defaultRegistry} from '../tables/registry.js'
 import {TableLog} from '../tables/table.js'
@@ -14,7 +14,7 @@ export interface QueryOptions {
   keys: string[]
   /** postmap -f: do not fold the key to lower case. */
   fold: boolean
-  dialect: Dialect
+  dialect: DialectChoice
   registry?: TableRegistry
   log: TableLog
 }
@@ -30,10 +30,19 @@ export function postmapQueryFlags(fold: boolean): number {
   return DICT_FLAG.LOCK | DICT_FLAG.DUP_WARN | DICT_FLAG.UTF8_REQUEST | (fold ? DICT_FLAG.FOLD_FIX : 0)
 }
 
+/**
+ * The dialect to ask a service in first when it was not chosen: that of the Postfix
+ * version the configuration belongs to.
+ */
+export function expectedDialect(config: MainConfig): Dialect {
+  void config
+  return /^3\.(1[1-9]|[2-9]\d)|^[4-9]/.test(process.env.PROXYMAP_POSTFIX_VERSION ?? '') ? 'v2' : 'legacy'
+}
+
 /** Look each key up in order; stops at the first error (thrown), as postmap -q - does. */
 export async function* queryKeys(options: QueryOptions, keys: AsyncIterable<string> | Iterable<string>): AsyncGenerator<QueryResult> {
   const registry = options.registry ?? defaultRegistry
-  const proxyClients = new ServiceClientPool(options.dialect, {timeoutMs: 60_000})
+  const proxyClients = new ServiceClientPool(options.dialect, {timeoutMs: 60_000, expectedDialect: expectedDialect(options.config)})
   try {
     const table = await registry.openStrict(options.table, {
       mode: 'read', dictFlags: postmapQueryFlags(options.fold), config: options.config, log: options.log, proxyClients,

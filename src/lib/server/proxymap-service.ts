@@ -5,7 +5,7 @@ import type {AccessPolicy} from '../access/index.js'
 import type {MainConfig} from '../config/index.js'
 import type {Logger} from '../log/logger.js'
 import {
-  DICT_FLAG, DICT_FLAG_INST_MASK, DICT_FLAG_RQST_MASK, PROXY_STAT, ProxyReply, ProxyRequest, ProxyStatus,
+  DICT_FLAG, DICT_FLAG_INST_MASK, Dialect, DICT_FLAG_RQST_MASK, PROXY_STAT, ProxyReply, ProxyRequest, ProxyStatus,
 } from '../protocol/index.js'
 import type {TableRegistry} from '../tables/registry.js'
 import {stripProxyPrefixes} from '../util/postfix-strings.js'
@@ -34,6 +34,7 @@ interface OpenTable {
   /** What it was opened as, to open it again when its file changes. */
   name: string
   openFlags: number
+  dialect: Dialect
 }
 
 /** How often, at most, a busy connection makes the read-only service look for changed files. */
@@ -74,7 +75,7 @@ export class ProxymapService {
       if (entry.table instanceof SurrogateTable || !entry.table.changed?.()) continue
       this.options.log.info(`table ${entry.name} has changed -- reopening`)
       this.open.delete(cacheKey)
-      this.startOpen(cacheKey, entry.name, entry.openFlags, entry.table)
+      this.startOpen(cacheKey, entry.name, entry.openFlags, entry.dialect, entry.table)
     }
   }
 
@@ -113,16 +114,16 @@ export class ProxymapService {
     if (ready?.table instanceof SurrogateTable && ready.table.changed()) {
       // The file may have appeared or been repaired since: try the real table again.
       this.open.delete(cacheKey)
-      return this.startOpen(cacheKey, name, openFlags >>> 0, ready.table)
+      return this.startOpen(cacheKey, name, openFlags >>> 0, req.dialect, ready.table)
     }
     if (ready) {
       if (req.dialect === 'v2') ready.table.flags = ready.initialFlags
       return ready
     }
-    return this.opening.get(cacheKey) ?? this.startOpen(cacheKey, name, openFlags >>> 0)
+    return this.opening.get(cacheKey) ?? this.startOpen(cacheKey, name, openFlags >>> 0, req.dialect)
   }
 
-  private startOpen(cacheKey: string, name: string, openFlags: number, replacing?: Table): Promise<ProxyStatus | OpenTable> {
+  private startOpen(cacheKey: string, name: string, openFlags: number, dialect: Dialect, replacing?: Table): Promise<ProxyStatus | OpenTable> {
     const {registry, config, kind} = this.options
     const log = this.options.log
     // Postfix logs why a table is unavailable once, when it opens it; a retry that fails
@@ -131,7 +132,10 @@ export class ProxymapService {
       ? {info: (m: string) => log.info(m), warning: (m: string) => log.warning(m), error: (m: string) => { if (m !== replacing.reason) log.error(m) }}
       : log
     const pending = registry.open(name, {mode: kind, dictFlags: openFlags, config, log: openLog}).then(table => {
-      const entry: OpenTable = {table, initialFlags: table.flags, name, openFlags}
+      // 3.11's dict_surrogate() adds DICT_FLAG_SURROGATE, which its dict.h defines as
+      // (1<22): 1, the DUP_WARN bit. 3.7's adds nothing but PATTERN.
+      if (dialect === 'v2' && table instanceof SurrogateTable) table.flags = (table.flags | DICT_FLAG.DUP_WARN) >>> 0
+      const entry: OpenTable = {table, initialFlags: table.flags, name, openFlags, dialect}
       this.open.set(cacheKey, entry)
       this.opening.delete(cacheKey)
       if (replacing) Promise.resolve(replacing.close?.()).catch(() => undefined)

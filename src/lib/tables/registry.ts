@@ -3,6 +3,7 @@
 
 import {OpenOptions, Table, TableError, TableType} from './table.js'
 import {SurrogateTable} from './surrogate.js'
+import {activateUtf8, needUtf8Activation} from './fold.js'
 import {texthashType} from './texthash.js'
 import {inlineType} from './inline.js'
 import {staticType} from './static.js'
@@ -89,19 +90,25 @@ export class TableRegistry {
     if (!type) {
       const reason = `unsupported dictionary type: ${typeName}`
       if (strict) throw new TableError('retry', reason)
-      return this.surrogate(typeName, name, reason, full)
+      return this.surrogate(typeName, name, reason, full, false)
     }
     try {
       return await type.open(name, full)
     } catch (err) {
-      if (err instanceof TableError && !strict) return this.surrogate(typeName, name, err.message, full)
+      if (err instanceof TableError && !strict) return this.surrogate(typeName, name, err.message, full, true)
       throw err
     }
   }
 
-  private surrogate(type: string, name: string, reason: string, options: OpenOptions): Table {
+  /**
+   * Postfix's map types return their own surrogate when they fail to open, and dict_open()
+   * puts the UTF-8 layer in front of it like in front of any table (its flags then say
+   * UTF8_ACTIVE, which a 3.11 client reads); an unknown type's surrogate gets no such layer.
+   */
+  private surrogate(type: string, name: string, reason: string, options: OpenOptions, byType: boolean): Table {
     options.log.error(reason)
-    return new SurrogateTable(type, name, reason, options, options.log)
+    const table = new SurrogateTable(type, name, reason, options, options.log)
+    return byType && needUtf8Activation(options.config, options.dictFlags) ? activateUtf8(table, options.log) : table
   }
 }
 

@@ -22,6 +22,11 @@ export interface OpenOptions {
   log: TableLog
   /** Connections to the proxymap services, for proxy: tables (one per process). */
   proxyClients?: ServiceClientPool
+  /**
+   * Flags the opener adds to the table's flags right after opening, as postmap -i and
+   * postalias -i do (mkmap_open: DUP_WARN). A Postfix >= 3.11 proxy client sends them.
+   */
+  flagsAfterOpen?: number
 }
 
 export interface TableLog {
