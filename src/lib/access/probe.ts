@@ -1,9 +1,11 @@
 // --probe: ask the running service (Postfix's proxymap or ours) to open the table and look
 // a probe key up, and say what the status means and what to do next.
 
-import {ServiceClientPool, serviceSocketPath, type ServiceKind} from '../client/service-client.js'
+import {ServiceClientPool, expectedDialect, serviceSocketPath, type ServiceKind} from '../client/service-client.js'
 import type {MainConfig} from '../config/index.js'
-import {DICT_FLAG, DICT_FLAG_IMPL_MASK, DICT_FLAG_INST_MASK, DICT_FLAG_RQST_MASK, PROXY_STAT, PROXY_STAT_NAME} from '../protocol/index.js'
+import {DICT_FLAG, PROXY_STAT_NAME} from '../protocol/index.js'
+import {ProxyStatusError, ProxyTable} from '../tables/proxy.js'
+import {TableError} from '../tables/table.js'
 
 export type ProbeStatus = 'OK' | 'NOKEY' | 'RETRY' | 'BAD' | 'DENY' | 'CONFIG' | 'UNREACHABLE'
 
@@ -35,20 +37,29 @@ const PROBE_DICT_FLAGS = DICT_FLAG.LOCK | DICT_FLAG.DUP_WARN | DICT_FLAG.UTF8_RE
 export async function probeTable(config: MainConfig, table: string, kind: ServiceKind, key = DEFAULT_PROBE_KEY, timeoutMs = 10_000): Promise<ProbeResult> {
   const service = config.get(kind === 'read' ? 'proxymap_service_name' : 'proxywrite_service_name')
   const socket = serviceSocketPath(config, kind)
-  const pool = new ServiceClientPool('legacy', {timeoutMs})
+  // The same client as `proxymap query`, in whichever dialect the service speaks.
+  const pool = new ServiceClientPool('auto', {timeoutMs, expectedDialect: expectedDialect(config)})
   const base = {service, socket, key}
+  const quiet = {warning: () => undefined, error: () => undefined, info: () => undefined}
+  const answer = (request: 'open' | 'lookup', status: ProbeStatus, open?: string): ProbeResult => ({
+    ...base, ...(request === 'open' ? {open: status} : {open, lookup: status}), status, ...explainStatus(status, service, table, request),
+  })
+  let opened: ProxyTable
   try {
-    const client = pool.get(socket)
-    const instanceFlags = PROBE_DICT_FLAGS & DICT_FLAG_INST_MASK
-    const open = await client.request({request: 'open', table, instanceFlags, requestFlags: 0})
-    const openName = PROXY_STAT_NAME[open.status] ?? String(open.status)
-    if (open.status !== PROXY_STAT.OK) return {...base, open: openName, status: openName as ProbeStatus, ...explainStatus(openName as ProbeStatus, service, table, 'open')}
-    const flags = (PROBE_DICT_FLAGS & ~DICT_FLAG_IMPL_MASK) | ((open.flags ?? 0) & DICT_FLAG_IMPL_MASK)
-    const lookup = await client.request({request: 'lookup', table, instanceFlags, requestFlags: instanceFlags | (flags & DICT_FLAG_RQST_MASK), key})
-    const lookupName = PROXY_STAT_NAME[lookup.status] ?? String(lookup.status)
-    return {...base, open: openName, lookup: lookupName, status: lookupName as ProbeStatus, ...explainStatus(lookupName as ProbeStatus, service, table, 'lookup')}
+    opened = await ProxyTable.open(table, {mode: kind, dictFlags: PROBE_DICT_FLAGS, config, log: quiet, proxyClients: pool,
+      openNested: () => Promise.reject(new Error('no nested tables'))})
   } catch (err) {
+    pool.closeAll()
+    if (err instanceof ProxyStatusError) return answer('open', (PROXY_STAT_NAME[err.status] ?? String(err.status)) as ProbeStatus)
     return {...base, status: 'UNREACHABLE', error: (err as Error).message, ...explainStatus('UNREACHABLE', service, table, 'open')}
+  }
+  try {
+    const value = await opened.lookup(key)
+    return answer('lookup', value === undefined ? 'NOKEY' : 'OK', 'OK')
+  } catch (err) {
+    if (err instanceof ProxyStatusError) return answer('lookup', (PROXY_STAT_NAME[err.status] ?? String(err.status)) as ProbeStatus, 'OK')
+    if (err instanceof TableError) return answer('lookup', err.kind === 'retry' ? 'RETRY' : 'CONFIG', 'OK')
+    return {...base, open: 'OK', status: 'UNREACHABLE', error: (err as Error).message, ...explainStatus('UNREACHABLE', service, table, 'lookup')}
   } finally {
     pool.closeAll()
   }

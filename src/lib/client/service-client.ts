@@ -33,6 +33,15 @@ export function serviceSocketPath(config: MainConfig, kind: ServiceKind): string
   return binary.toText(path.join(config.get('queue_directory'), 'private', serviceName(config, kind)))
 }
 
+/**
+ * The dialect to ask a service in first when it was not chosen: that of the Postfix
+ * version the configuration belongs to.
+ */
+export function expectedDialect(config: MainConfig): Dialect {
+  void config
+  return /^3\.(1[1-9]|[2-9]\d)|^[4-9]/.test(process.env.PROXYMAP_POSTFIX_VERSION ?? '') ? 'v2' : 'legacy'
+}
+
 /** The dialect each socket answered in, for the life of the process. */
 const learnedDialects = new Map<string, Dialect>()
 

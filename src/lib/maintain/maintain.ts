@@ -3,11 +3,11 @@
 // ours or Postfix's; every other name is opened here, on the file. Same code either way.
 
 import type {MainConfig} from '../config/index.js'
-import {DialectChoice, ServiceClientPool} from '../client/service-client.js'
+import {DialectChoice, ServiceClientPool, expectedDialect} from '../client/service-client.js'
 import {CliError} from '../cli/errors.js'
 import {EXIT} from '../cli/exit-codes.js'
 import {DICT_FLAG, Dialect, binary} from '../protocol/index.js'
-import {expectedDialect, postmapQueryFlags} from '../query/query.js'
+import {postmapQueryFlags} from '../query/query.js'
 import {TableRegistry, defaultRegistry} from '../tables/registry.js'
 import {OpenMode, Table, TableLog, UnsupportedOperationError} from '../tables/table.js'
 import type {InputEntry} from './postmap-input.js'
@@ -24,12 +24,14 @@ export interface MaintainOptions {
 }
 
 /**
- * The dict flags postmap uses. -i -r (incremental, replace duplicates): DUP_REPLACE, FOLD_FIX,
- * UTF8_REQUEST, and LOCK as for its other single-record operations. -d and -s:
- * DUP_WARN|FOLD_FIX|UTF8_REQUEST|LOCK, the same flags as -q. -f drops FOLD_FIX.
+ * The dict flags postmap uses. -i -r (incremental, replace duplicates): DUP_REPLACE, FOLD_FIX
+ * and UTF8_REQUEST (3.11's postmap -i -r sends exactly these through proxy:, and adds
+ * DUP_WARN once the table is open). A table opened here, not through the service, also
+ * gets LOCK: postmap locks the file it updates. -d and -s: DUP_WARN|FOLD_FIX|UTF8_REQUEST|LOCK,
+ * the same flags as -q. -f drops FOLD_FIX.
  */
-export function postmapUpdateFlags(fold: boolean): number {
-  return DICT_FLAG.LOCK | DICT_FLAG.DUP_REPLACE | DICT_FLAG.UTF8_REQUEST | (fold ? DICT_FLAG.FOLD_FIX : 0)
+export function postmapUpdateFlags(fold: boolean, throughProxy: boolean): number {
+  return (throughProxy ? 0 : DICT_FLAG.LOCK) | DICT_FLAG.DUP_REPLACE | DICT_FLAG.UTF8_REQUEST | (fold ? DICT_FLAG.FOLD_FIX : 0)
 }
 export const postmapDeleteFlags = postmapQueryFlags
 export const postmapSequenceFlags = postmapQueryFlags
@@ -100,7 +102,7 @@ export interface UpdateSummary {
  * input line, with a BatchFailure that says how many were stored before.
  */
 export async function updateEntries(options: MaintainOptions, entries: AsyncIterable<InputEntry> | Iterable<InputEntry>): Promise<UpdateSummary> {
-  return withTable(options, 'write', postmapUpdateFlags(options.fold), async table => {
+  return withTable(options, 'write', postmapUpdateFlags(options.fold, options.table.startsWith('proxy:')), async table => {
     if (!table.update) throw new UnsupportedOperationError(table, 'update')
     let updated = 0
     const iterator = (Symbol.asyncIterator in entries ? entries[Symbol.asyncIterator]() : entries[Symbol.iterator]()) as AsyncIterator<InputEntry> | Iterator<InputEntry>

@@ -2,7 +2,7 @@
 // through the service; every other name is opened here. Same code either way.
 
 import type {MainConfig} from '../config/index.js'
-import {DialectChoice, ServiceClientPool} from '../client/service-client.js'
+import {DialectChoice, ServiceClientPool, expectedDialect} from '../client/service-client.js'
 import {DICT_FLAG, Dialect, binary} from '../protocol/index.js'
 import {TableRegistry, defaultRegistry} from '../tables/registry.js'
 import {TableLog} from '../tables/table.js'
@@ -28,15 +28,6 @@ export interface QueryResult {
 /** The dict flags postmap -q opens tables with (DICT_FLAG_LOCK|DUP_WARN|FOLD_FIX|UTF8_REQUEST). */
 export function postmapQueryFlags(fold: boolean): number {
   return DICT_FLAG.LOCK | DICT_FLAG.DUP_WARN | DICT_FLAG.UTF8_REQUEST | (fold ? DICT_FLAG.FOLD_FIX : 0)
-}
-
-/**
- * The dialect to ask a service in first when it was not chosen: that of the Postfix
- * version the configuration belongs to.
- */
-export function expectedDialect(config: MainConfig): Dialect {
-  void config
-  return /^3\.(1[1-9]|[2-9]\d)|^[4-9]/.test(process.env.PROXYMAP_POSTFIX_VERSION ?? '') ? 'v2' : 'legacy'
 }
 
 /** Look each key up in order; stops at the first error (thrown), as postmap -q - does. */
