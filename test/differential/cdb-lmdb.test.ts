@@ -79,10 +79,11 @@ test('lookups and sequences of postmap-made cdb and lmdb tables match postmap -q
       const realSeq = await postmap(cfg, ['-s', spec])
       counts[`${type} sequence`] = (counts[`${type} sequence`] ?? 0) + 1
       if (type === 'cdb') {
-        // Postfix 3.7's cdb has no sequence; neither do we.
+        // Postfix 3.7's cdb has no sequence; 3.10's and ours do (compared with 3.11's
+        // postmap -s in test/interop/postfix-311-server.test.ts).
         assert.equal(realSeq.code, 1)
         assert.match(realSeq.stderr, /sequence operation is not supported/)
-        assert.equal((await openOurs(spec, cfg, postmapQueryFlags(true))).sequence, undefined)
+        assert.equal(typeof (await openOurs(spec, cfg, postmapQueryFlags(true))).sequence, 'function')
       } else {
         assert.equal(realSeq.code, 0, realSeq.stderr)
         assert.deepEqual(await ourSequence(spec, cfg), sortedLines(realSeq.stdout), `${cfg.name} ${type} sequence`)

@@ -17,7 +17,7 @@ import * as pathModule from 'node:path'
 import {DICT_FLAG} from '../protocol/constants.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {FileStamp, fileChanged, pathBytes, readBinaryFile, stampOf, strerror} from './source-file.js'
-import {OpenOptions, Table, TableError, TableLog, TableType} from './table.js'
+import {OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableLog, TableType} from './table.js'
 import {
   bytes, copyOwnership, GroupCommit, lockFileUnderPath, noOverwrite, PendingWrite, reasonOf, settleDuplicate, syncDirectory, text,
   tryNulConventions, warnIfOlderThanSource, withNulDefaults,
@@ -215,9 +215,45 @@ export class CdbTable implements Table {
     return text(found)
   }
 
+  /**
+   * Records in file order, as Postfix >= 3.10 sequences a cdb (tinycdb's cdb_seqnext);
+   * keys and values end at their first NUL, as the C strings Postfix returns. 3.7's cdb
+   * has no sequence; we give one to every client.
+   */
+  sequence(fn: SequenceFunction, cursor: SequenceCursor): readonly [string, string] | undefined {
+    let state = cursor.state as CdbSequenceState | undefined
+    if (fn === 'first') cursor.state = state = {table: this, db: this.db, records: cdbRecords(this.db)}
+    if (state?.table !== this) return undefined
+    let next: IteratorResult<[string, string]>
+    try {
+      next = state.records.next()
+    } catch (err) {
+      cursor.state = undefined
+      throw new TableError('retry', `error seeking ${this.name}: ${(err as Error).message}`)
+    }
+    if (next.done) {
+      cursor.state = undefined
+      return undefined
+    }
+    const [key, value] = next.value
+    return [cString(key), cString(value)]
+  }
+
   changed(): boolean {
     return fileChanged(this.name, this.stamp)
   }
+}
+
+interface CdbSequenceState {
+  table: CdbTable
+  /** The file as it was when the sequence began (a reopened table has a new buffer). */
+  db: Buffer
+  records: Generator<[string, string]>
+}
+
+function cString(s: string): string {
+  const nul = s.indexOf('\0')
+  return nul < 0 ? s : s.slice(0, nul)
 }
 
 /**
