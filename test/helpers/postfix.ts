@@ -1,5 +1,6 @@
 /**
- * A private, throwaway REAL Postfix 3.7 instance for tests and benchmarks.
+ * A private, throwaway REAL Postfix instance for tests and benchmarks: the host's 3.7 by
+ * default, or Debian's 3.10 (trixie) or 3.11 (sid) with {version: '3.10' | '3.11'}.
  *
  * The TypeScript twin of /work/shared/postfix-harness/pf-instance.sh + mk-tables.sh:
  *
@@ -29,6 +30,17 @@
  * - master -w daemonizes: the real master is not our child; it and its daemons are found by
  *   their cwd (== DIR/spool) and executable (under /usr/lib/postfix/sbin).
  *
+ * Postfix 3.10 and 3.11 run from debootstrapped Debian roots (./postfix-roots.ts builds them
+ * with .ci/postfix-roots.sh when missing; PROXYMAP_SKIP_NEWER_POSTFIX=1 lets their tests skip
+ * when a root cannot be built, see postfixVersionUnavailable). Such an instance's DIR is a host
+ * symlink to ROOT+DIR, so DIR/... names the same files on the host and inside the root: the
+ * root's programs run with chroot(8) and name DIR as the host does, and our server (startOurs)
+ * still runs on the host against DIR/etc. Seen from the host, the root's processes have
+ * /proc/PID/cwd = realpath(ROOT)+DIR/spool and exe = realpath(ROOT)/usr/lib/postfix/sbin/...
+ * For 3.10/3.11, main.cf leaves meta_directory to the version's default (3.11: /usr/share/postfix).
+ * Postfix 3.11 speaks another wire dialect than 3.7 and 3.10: never point the host's 3.7
+ * clients (POSTMAP, runCommand) at a 3.11 proxymap; use the instance's postmap()/run().
+ *
  * Cleanup: every process started here (master, our server, client commands) is remembered by
  * pid and killed from a process 'exit' handler (and SIGINT/SIGTERM/SIGHUP), so a failing test
  * does not leave servers or forever-retrying clients behind. Set PFX_KEEP=1 to keep the
@@ -42,11 +54,29 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
+import {
+  ROOT_PATH,
+  ensurePostfixRoot,
+  isRootedVersion,
+  skipNewerPostfixAllowed,
+  type PostfixRoot,
+} from './postfix-roots.js'
+
+export {postfixRootsDir, ROOTS_SCRIPT} from './postfix-roots.js'
+
 export const POSTFIX_SBIN = '/usr/lib/postfix/sbin'
 export const MASTER = `${POSTFIX_SBIN}/master`
 export const POSTMAP = '/usr/sbin/postmap'
 export const POSTALIAS = '/usr/sbin/postalias'
 export const POSTCONF = '/usr/sbin/postconf'
+const CHROOT = '/usr/sbin/chroot'
+
+/**
+ * The real Postfix versions an instance can run: the host's (3.7, the default) and Debian's
+ * 3.10 and 3.11 from their roots. The paths above are the same inside the roots.
+ */
+export const POSTFIX_VERSIONS = ['3.7', '3.10', '3.11'] as const
+export type PostfixVersion = (typeof POSTFIX_VERSIONS)[number]
 
 /** The project root (/work/main), found relative to this file. */
 export const PROJECT_ROOT = path.resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..')
@@ -125,6 +155,23 @@ export function postfixIds(): PostfixIds {
   }
   cachedIds = {uid: field('passwd', 'postfix', 2), gid: field('passwd', 'postfix', 3), postdropGid: field('group', 'postdrop', 2)}
   return cachedIds
+}
+
+/**
+ * Why `version` cannot run here, as a skip reason, when PROXYMAP_SKIP_NEWER_POSTFIX=1 allows
+ * its tests to skip; otherwise undefined (then createPostfixInstance fails with the reason).
+ * Builds the version's root if needed. Never skips 3.7. Use as
+ * `const why = await postfixVersionUnavailable(v); if (why) return t.skip(why)`.
+ */
+export async function postfixVersionUnavailable(version: PostfixVersion): Promise<string | undefined> {
+  if (!isRootedVersion(version) || !skipNewerPostfixAllowed()) return undefined
+  try {
+    await ensurePostfixRoot(version, postfixIds())
+    return undefined
+  } catch (e) {
+    const reason = (e as Error).message.split('\n')[0]!.replace(/ Set PROXYMAP_SKIP_NEWER_POSTFIX=1 .*/, '')
+    return `PROXYMAP_SKIP_NEWER_POSTFIX=1 and Postfix ${version} is unavailable: ${reason}`
+  }
 }
 
 // ---------------------------------------------------------------------------- running commands
@@ -262,7 +309,8 @@ export function canConnect(socketPath: string, timeoutMs = 2000): Promise<boolea
   })
 }
 
-function pidAlive(pid: number): boolean {
+/** Is pid alive and not a zombie? */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
   } catch {
@@ -291,6 +339,20 @@ function readlinkOrUndefined(p: string): string | undefined {
   } catch {
     return undefined
   }
+}
+
+/** Every live process whose cwd or executable lies inside one of dirs (as /proc names them). */
+export function processesUnder(...dirs: string[]): number[] {
+  const found: number[] = []
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const inside = ['cwd', 'exe'].some((link) => {
+      const target = readlinkOrUndefined(`/proc/${entry}/${link}`)
+      return target !== undefined && dirs.some((d) => target === d || target.startsWith(`${d}/`))
+    })
+    if (inside) found.push(Number(entry))
+  }
+  return found
 }
 
 export interface ProcMemory {
@@ -362,8 +424,19 @@ export interface CommandOptions {
 }
 
 export interface PostfixInstance {
-  /** Instance directory (canonical absolute path, 0755). */
+  /**
+   * Instance directory (absolute, 0755). For 3.7 a canonical path; for 3.10/3.11 a host
+   * symlink (canonical parent) to realDir, so that it names the same files inside the root.
+   */
   readonly dir: string
+  /** Where dir's files really are, as /proc names them (dir itself for 3.7). */
+  readonly realDir: string
+  /** The Postfix version this instance runs ('3.7' is the host's). */
+  readonly version: PostfixVersion
+  /** That version's full mail_version (postconf -d mail_version), e.g. 3.11.7. */
+  readonly mailVersion: string
+  /** The root filesystem of that version's programs: '/' for 3.7, else its Debian root. */
+  readonly root: string
   /** config_directory: main.cf, master.cf, read-only table files. */
   readonly etc: string
   /** queue_directory. */
@@ -440,6 +513,15 @@ export interface PostfixInstance {
   postmap(args: string[], opts?: CommandOptions): Promise<RunResult>
   /** `postalias -c etc ARGS` under a timeout (default 20 s). */
   postalias(args: string[], opts?: CommandOptions): Promise<RunResult>
+  /**
+   * Runs a program of this instance's Postfix version ('postmap', 'postconf',
+   * '/usr/lib/postfix/sbin/proxymap', or anything else in its root, found by name in
+   * /usr/sbin:/usr/bin:/sbin:/bin there) with args as given (no -c is added) and
+   * MAIL_CONFIG=etc, under a timeout (default 20 s). cwd (default: data when asPostfix, else
+   * dir) names a directory as the program sees it, which for instance paths is the same.
+   * For 3.10/3.11 the environment is only PATH, MAIL_CONFIG and opts.env.
+   */
+  run(command: string, args?: readonly string[], opts?: InstanceRunOptions): Promise<RunResult>
 
   /** Contents of maillog_file. */
   maillog(): string
@@ -450,7 +532,14 @@ export interface PostfixInstance {
   destroy(): Promise<void>
 }
 
+export interface InstanceRunOptions extends CommandOptions {
+  /** Extra environment variables. */
+  env?: Record<string, string>
+}
+
 export interface PostfixInstanceOptions {
+  /** The Postfix version to run: '3.7' (the host's, default), '3.10' or '3.11' (Debian roots). */
+  version?: PostfixVersion
   /** Extra main.cf settings, applied with postconf -e after the defaults. */
   main?: Record<string, string>
   /**
@@ -467,11 +556,41 @@ export interface PostfixInstanceOptions {
 
 const liveInstances = new Set<Instance>()
 
+/**
+ * Debian's 3.11 prints these two lines (stderr and maillog) on every hash/btree use;
+ * postconf() ignores them for 3.10/3.11.
+ */
+export const DEPRECATION_WARNINGS = [
+  /warning: .*: hash\/btree support is deprecated\.\s+Please switch to cdb or lmdb\./,
+  /warning: See \/usr\/share\/doc\/postfix\/NON_BERKELEYDB_README\.gz for more info\./,
+]
+
+const mailVersions = new Map<PostfixVersion, Promise<string>>()
+
+interface ExecOptions {
+  input?: string | Buffer
+  timeoutMs?: number
+  asPostfix?: boolean
+  /** Working directory as the program sees it (default '/'). */
+  cwd?: string
+  /** Set MAIL_CONFIG=etc. */
+  mailConfig?: boolean
+  env?: Record<string, string>
+}
+
 class Instance implements PostfixInstance {
   readonly etc: string
   readonly spool: string
   readonly data: string
   readonly maillogPath: string
+  readonly realDir: string
+  readonly root: string
+  private mailVersionValue = ''
+  /** How /proc/PID/{cwd,exe} of this version's processes begin ('' for the host's). */
+  private readonly procPrefix: string
+  private readonly procSpool: string
+  private readonly procSbin: string
+  private readonly procMaster: string
   private ours: ChildProcess | undefined
   private oursExit: {code: number | null; signal: NodeJS.Signals | null} | undefined
   private oursStdout = ''
@@ -483,11 +602,57 @@ class Instance implements PostfixInstance {
   constructor(
     readonly dir: string,
     private readonly options: PostfixInstanceOptions,
+    readonly version: PostfixVersion,
+    /** The Debian root of 3.10/3.11; undefined for the host's 3.7. */
+    private readonly rootFs: PostfixRoot | undefined,
   ) {
     this.etc = path.join(dir, 'etc')
     this.spool = path.join(dir, 'spool')
     this.data = path.join(dir, 'data')
     this.maillogPath = path.join(dir, 'maillog')
+    this.root = rootFs?.dir ?? '/'
+    this.procPrefix = rootFs?.realDir ?? ''
+    this.realDir = this.procPrefix + dir
+    this.procSpool = this.procPrefix + this.spool
+    this.procSbin = this.procPrefix + POSTFIX_SBIN
+    this.procMaster = this.procPrefix + MASTER
+  }
+
+  get mailVersion(): string {
+    return this.mailVersionValue
+  }
+
+  /**
+   * Runs a program of this instance's version: directly for the host's 3.7, else with
+   * chroot(8) into its root (as root: the spawn uid option cannot be used, chroot needs
+   * root; chroot and sh exec, so the pid we time out and kill is the program's).
+   */
+  private exec(command: string, args: readonly string[], opts: ExecOptions = {}): Promise<RunResult> {
+    const extraEnv = {...(opts.mailConfig ? {MAIL_CONFIG: this.etc} : {}), ...opts.env}
+    if (!this.rootFs) {
+      return runCommand(command, args, {
+        input: opts.input,
+        timeoutMs: opts.timeoutMs,
+        asPostfix: opts.asPostfix,
+        cwd: opts.cwd,
+        env: Object.keys(extraEnv).length > 0 ? {...process.env, ...extraEnv} : undefined,
+      })
+    }
+    const {uid, gid} = postfixIds()
+    const argv = [
+      ...(opts.asPostfix ? [`--userspec=${uid}:${gid}`, `--groups=${gid}`] : []),
+      this.rootFs.dir,
+      // chroot changes to /: change to cwd inside the root
+      ...(opts.cwd !== undefined && opts.cwd !== '/' ? ['/bin/sh', '-c', 'cd "$1" && shift && exec "$@"', 'sh', opts.cwd] : []),
+      command,
+      ...args,
+    ]
+    return runCommand(CHROOT, argv, {
+      input: opts.input,
+      timeoutMs: opts.timeoutMs,
+      cwd: '/',
+      env: {PATH: ROOT_PATH, ...extraEnv},
+    })
   }
 
   // -------------------------------------------------------------- layout and configuration
@@ -509,27 +674,47 @@ class Instance implements PostfixInstance {
     await this.writeFile(path.join(this.etc, 'main.cf'), this.mainCf(), {owner: 'root', mode: 0o644})
     await this.writeFile(path.join(this.etc, 'master.cf'), MASTER_CF, {owner: 'root', mode: 0o644})
     await this.writeFile(this.maillogPath, '', {owner: 'root', mode: 0o644})
-    // proxymap runs as postfix and opens config and tables by absolute path.
-    const check = await runCommand('/usr/bin/test', ['-x', this.etc, '-a', '-r', path.join(this.etc, 'main.cf')], {
-      asPostfix: true,
-    })
+    // proxymap runs as postfix and opens config and tables by absolute path (and so may our
+    // server on the host, for an instance in a root too).
+    const testArgs = ['-x', this.etc, '-a', '-r', path.join(this.etc, 'main.cf')]
+    const check = await runCommand('/usr/bin/test', testArgs, {asPostfix: true})
     if (check.code !== 0) {
       throw new Error(`user postfix cannot traverse ${this.etc}: a parent directory of ${this.dir} is not o+x`)
     }
+    if (this.rootFs) {
+      const inRoot = await this.exec('/usr/bin/test', testArgs, {asPostfix: true})
+      if (inRoot.code !== 0) {
+        throw new Error(`user postfix cannot traverse ${this.etc} inside ${this.root}: ${describeRun('test', inRoot)}`)
+      }
+    }
     if (this.options.main && Object.keys(this.options.main).length > 0) await this.postconf(this.options.main)
-    const version = await runCommand(POSTCONF, ['-c', this.etc, '-h', 'mail_version'])
+    const version = await this.exec(POSTCONF, ['-c', this.etc, '-h', 'mail_version'])
     if (version.code !== 0) throw new Error(describeRun(`postconf -c ${this.etc}`, version))
+    let defaultVersion = mailVersions.get(this.version)
+    if (!defaultVersion) {
+      defaultVersion = this.exec(POSTCONF, ['-dh', 'mail_version']).then((r) => {
+        if (r.code !== 0 || r.stdout.trim() === '') throw new Error(describeRun('postconf -dh mail_version', r))
+        return r.stdout.trim()
+      })
+      mailVersions.set(this.version, defaultVersion)
+      defaultVersion.catch(() => mailVersions.delete(this.version))
+    }
+    this.mailVersionValue = await defaultVersion
   }
 
   private mainCf(): string {
-    return `# Private throwaway Postfix instance for proxymap tests (test/helpers/postfix.ts).
+    // 3.10/3.11 find dynamicmaps.cf in their default meta_directory (/usr/share/postfix for 3.11).
+    const metaDirectory = this.rootFs
+      ? ''
+      : `# dynamicmaps.cf (lmdb/cdb/pcre/sqlite/... plugins) is in the system meta_directory
+meta_directory = /etc/postfix
+`
+    return `# Private throwaway Postfix ${this.rootFs ? `${this.version} (${this.root}) ` : ''}instance for proxymap tests (test/helpers/postfix.ts).
 compatibility_level = 3.6
 config_directory = ${this.etc}
 queue_directory = ${this.spool}
 data_directory = ${this.data}
-# dynamicmaps.cf (lmdb/cdb/pcre/sqlite/... plugins) is in the system meta_directory
-meta_directory = /etc/postfix
-shlib_directory = /usr/lib/postfix
+${metaDirectory}shlib_directory = /usr/lib/postfix
 daemon_directory = ${POSTFIX_SBIN}
 command_directory = /usr/sbin
 mail_owner = postfix
@@ -564,13 +749,16 @@ proxy_write_maps =
   async postconf(settings: Record<string, string>): Promise<void> {
     const assignments = Object.entries(settings).map(([k, v]) => `${k} = ${v}`)
     if (assignments.length === 0) return
-    const r = await runCommand(POSTCONF, ['-c', this.etc, '-e', ...assignments])
-    if (r.code !== 0 || r.stderr.includes('warning')) throw new Error(describeRun('postconf -e', r))
+    const r = await this.exec(POSTCONF, ['-c', this.etc, '-e', ...assignments])
+    const warnings = r.stderr
+      .split('\n')
+      .filter((line) => line.includes('warning') && !(this.rootFs && DEPRECATION_WARNINGS.some((w) => w.test(line))))
+    if (r.code !== 0 || warnings.length > 0) throw new Error(describeRun('postconf -e', r))
     await backdate(path.join(this.etc, 'main.cf'))
   }
 
   async postconfGet(name: string): Promise<string> {
-    const r = await runCommand(POSTCONF, ['-c', this.etc, '-h', name])
+    const r = await this.exec(POSTCONF, ['-c', this.etc, '-h', name])
     if (r.code !== 0) throw new Error(describeRun(`postconf -h ${name}`, r))
     return r.stdout.replace(/\n$/, '')
   }
@@ -648,8 +836,8 @@ proxy_write_maps =
     const pid = Number(text.trim())
     if (!Number.isInteger(pid) || pid <= 0) return undefined
     // The pid file may be stale and the pid reused: check it is a master working for us.
-    if (readlinkOrUndefined(`/proc/${pid}/exe`) !== MASTER) return undefined
-    if (readlinkOrUndefined(`/proc/${pid}/cwd`) !== this.spool) return undefined
+    if (readlinkOrUndefined(`/proc/${pid}/exe`) !== this.procMaster) return undefined
+    if (readlinkOrUndefined(`/proc/${pid}/cwd`) !== this.procSpool) return undefined
     return pid
   }
 
@@ -657,9 +845,9 @@ proxy_write_maps =
     const result: number[] = []
     for (const entry of fs.readdirSync('/proc')) {
       if (!/^\d+$/.test(entry)) continue
-      if (readlinkOrUndefined(`/proc/${entry}/cwd`) !== this.spool) continue
+      if (readlinkOrUndefined(`/proc/${entry}/cwd`) !== this.procSpool) continue
       const exe = readlinkOrUndefined(`/proc/${entry}/exe`)
-      if (exe?.startsWith(POSTFIX_SBIN + '/')) result.push(Number(entry))
+      if (exe?.startsWith(this.procSbin + '/')) result.push(Number(entry))
     }
     return result
   }
@@ -705,10 +893,7 @@ proxy_write_maps =
     await this.assertSocketsFree('Postfix')
     this.removeSockets() // stale files make master fail ("address in use")
     // -w: a foreground process waits until the daemonized master has initialized.
-    const r = await runCommand(MASTER, ['-c', this.etc, '-w'], {
-      env: {...process.env, MAIL_CONFIG: this.etc},
-      timeoutMs: START_TIMEOUT_MS,
-    })
+    const r = await this.exec(MASTER, ['-c', this.etc, '-w'], {mailConfig: true, timeoutMs: START_TIMEOUT_MS})
     const pid = this.masterPid()
     if (pid !== undefined) this.startedMasters.add(pid)
     if (r.code !== 0) throw new Error(`${describeRun('master -w', r)}\nmaillog:\n${this.maillog()}`)
@@ -743,7 +928,7 @@ proxy_write_maps =
     if (pid === undefined) throw new Error('reloadPostfix: Postfix is not running on this instance')
     const reloadLine = new RegExp(`/master\\[${pid}\\]: reload `, 'g')
     const before = (this.maillog().match(reloadLine) ?? []).length
-    const oldWorkers = this.pids().filter((p) => readlinkOrUndefined(`/proc/${p}/exe`) === `${POSTFIX_SBIN}/proxymap`)
+    const oldWorkers = this.pids().filter((p) => readlinkOrUndefined(`/proc/${p}/exe`) === `${this.procSbin}/proxymap`)
     signalPid(pid, 'SIGHUP')
     await waitFor(
       () => (this.maillog().match(reloadLine) ?? []).length > before,
@@ -865,12 +1050,17 @@ proxy_write_maps =
   }
 
   private client(command: string, args: string[], opts: CommandOptions): Promise<RunResult> {
-    return runCommand(command, ['-c', this.etc, ...args], {
+    return this.run(command, ['-c', this.etc, ...args], opts)
+  }
+
+  run(command: string, args: readonly string[] = [], opts: InstanceRunOptions = {}): Promise<RunResult> {
+    return this.exec(command, args, {
       input: opts.input,
       timeoutMs: opts.timeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS,
       asPostfix: opts.asPostfix,
       cwd: opts.cwd ?? (opts.asPostfix ? this.data : this.dir),
-      env: {...process.env, MAIL_CONFIG: this.etc},
+      mailConfig: true,
+      env: opts.env,
     })
   }
 
@@ -908,7 +1098,10 @@ proxy_write_maps =
     } finally {
       this.destroyed = true
       liveInstances.delete(this)
-      if (!this.keepDir()) await fsp.rm(this.dir, {recursive: true, force: true})
+      if (!this.keepDir()) {
+        await fsp.rm(this.realDir, {recursive: true, force: true})
+        if (this.rootFs) await fsp.rm(this.dir, {force: true}) // the host symlink
+      }
     }
   }
 
@@ -920,14 +1113,17 @@ proxy_write_maps =
     if (master !== undefined) signalPid(master, 'SIGTERM')
     for (const p of this.startedMasters) {
       // (the pid file may be gone; never signal a reused pid that is not a master)
-      if (p !== master && readlinkOrUndefined(`/proc/${p}/exe`) === MASTER) signalPid(p, 'SIGTERM')
+      if (p !== master && readlinkOrUndefined(`/proc/${p}/exe`) === this.procMaster) signalPid(p, 'SIGTERM')
     }
     const deadline = Date.now() + 3000
     const remaining = (): number[] => [...this.pids(), ...(ourPid !== undefined && pidAlive(ourPid) ? [ourPid] : [])]
     while (remaining().length > 0 && Date.now() < deadline) sleepSync(20)
     for (const p of remaining()) signalPid(p, 'SIGKILL')
     this.destroyed = true
-    if (!this.keepDir()) fs.rmSync(this.dir, {recursive: true, force: true})
+    if (!this.keepDir()) {
+      fs.rmSync(this.realDir, {recursive: true, force: true})
+      if (this.rootFs) fs.rmSync(this.dir, {force: true})
+    }
   }
 }
 
@@ -939,11 +1135,23 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 /** Creates and initializes a private Postfix instance (nothing is started yet). */
 export async function createPostfixInstance(options: PostfixInstanceOptions = {}): Promise<PostfixInstance> {
-  requirePostfix()
+  const version = options.version ?? '3.7'
+  if (!POSTFIX_VERSIONS.includes(version)) {
+    throw new Error(`unknown Postfix version ${JSON.stringify(version)}: one of ${POSTFIX_VERSIONS.join(', ')}`)
+  }
+  requirePostfix() // 3.10/3.11 too: their roots share the host's postfix ids
   installExitHandlers()
-  // realpath: /proc/PID/cwd of the daemons is canonical, and tables are named by absolute path.
-  const dir = await fsp.realpath(await fsp.mkdtemp(path.join(os.tmpdir(), options.prefix ?? 'proxymap-pf-')))
-  const instance = new Instance(dir, options)
+  const prefix = options.prefix ?? 'proxymap-pf-'
+  let dir: string
+  let root: PostfixRoot | undefined
+  if (isRootedVersion(version)) {
+    root = await ensurePostfixRoot(version, postfixIds())
+    dir = await makeRootedDir(root, prefix)
+  } else {
+    // realpath: /proc/PID/cwd of the daemons is canonical, and tables are named by absolute path.
+    dir = await fsp.realpath(await fsp.mkdtemp(path.join(os.tmpdir(), prefix)))
+  }
+  const instance = new Instance(dir, options, version, root)
   liveInstances.add(instance)
   try {
     await instance.init()
@@ -952,6 +1160,28 @@ export async function createPostfixInstance(options: PostfixInstanceOptions = {}
     throw e
   }
   return instance
+}
+
+/**
+ * A fresh directory ROOT+D plus the host symlink D -> ROOT+D (D under the canonical
+ * os.tmpdir()), so that D names the same directory on the host and inside the root.
+ */
+async function makeRootedDir(root: PostfixRoot, prefix: string): Promise<string> {
+  const parent = await fsp.realpath(os.tmpdir())
+  const parentInRoot = path.join(root.realDir, parent)
+  await fsp.mkdir(parentInRoot, {recursive: true})
+  for (let attempt = 0; ; attempt++) {
+    const real = await fsp.mkdtemp(path.join(parentInRoot, prefix))
+    const dir = path.join(parent, path.basename(real))
+    try {
+      await fsp.symlink(real, dir)
+      return dir
+    } catch (e) {
+      await fsp.rmdir(real)
+      // the name is unique inside the root, but may be taken on the host
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 20) throw e
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------- exit handling
