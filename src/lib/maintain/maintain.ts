@@ -65,7 +65,8 @@ async function openTable(options: MaintainOptions, mode: OpenMode, dictFlags: nu
   // postmap -i (mkmap_open) adds DUP_WARN to a table's flags once it is open.
   const flagsAfterOpen = mode === 'write' && (dictFlags & DICT_FLAG.DUP_REPLACE) ? DICT_FLAG.DUP_WARN : 0
   try {
-    const table = await registry.openStrict(options.table, {mode, dictFlags, flagsAfterOpen, config: options.config, log: options.log, proxyClients})
+    // Table names are Postfix byte strings, like keys: UTF-8 from the command line.
+    const table = await registry.openStrict(binary.fromText(options.table), {mode, dictFlags, flagsAfterOpen, config: options.config, log: options.log, proxyClients})
     return {
       table,
       async close() {

@@ -35,7 +35,8 @@ export async function* queryKeys(options: QueryOptions, keys: AsyncIterable<stri
   const registry = options.registry ?? defaultRegistry
   const proxyClients = new ServiceClientPool(options.dialect, {timeoutMs: 60_000, expectedDialect: expectedDialect(options.config)})
   try {
-    const table = await registry.openStrict(options.table, {
+    // Table names are Postfix byte strings, like keys: UTF-8 from the command line.
+    const table = await registry.openStrict(binary.fromText(options.table), {
       mode: 'read', dictFlags: postmapQueryFlags(options.fold), config: options.config, log: options.log, proxyClients,
     })
     try {
