@@ -75,7 +75,7 @@ export class ProxymapService {
       if (entry.table instanceof SurrogateTable || !entry.table.changed?.()) continue
       this.options.log.info(`table ${entry.name} has changed -- reopening`)
       this.open.delete(cacheKey)
-      this.startOpen(cacheKey, entry.name, entry.openFlags, entry.dialect, entry.table)
+      this.startOpen(cacheKey, entry.name, entry.openFlags, entry.dialect, entry.table, entry)
     }
   }
 
@@ -123,7 +123,7 @@ export class ProxymapService {
     return this.opening.get(cacheKey) ?? this.startOpen(cacheKey, name, openFlags >>> 0, req.dialect)
   }
 
-  private startOpen(cacheKey: string, name: string, openFlags: number, dialect: Dialect, replacing?: Table): Promise<ProxyStatus | OpenTable> {
+  private startOpen(cacheKey: string, name: string, openFlags: number, dialect: Dialect, replacing?: Table, changedFrom?: OpenTable): Promise<ProxyStatus | OpenTable> {
     const {registry, config, kind} = this.options
     const log = this.options.log
     // Postfix logs why a table is unavailable once, when it opens it; a retry that fails
@@ -131,11 +131,18 @@ export class ProxymapService {
     const openLog = replacing instanceof SurrogateTable
       ? {info: (m: string) => log.info(m), warning: (m: string) => log.warning(m), error: (m: string) => { if (m !== replacing.reason) log.error(m) }}
       : log
-    const pending = registry.open(name, {mode: kind, dictFlags: openFlags, config, log: openLog}).then(table => {
+    const pending = registry.open(name, {mode: kind, dictFlags: openFlags, config, log: openLog, postfixRelease: dialect === 'v2' ? [3, 11] : [3, 7]}).then(table => {
       // 3.11's dict_surrogate() adds DICT_FLAG_SURROGATE, which its dict.h defines as
       // (1<22): 1, the DUP_WARN bit. 3.7's adds nothing but PATTERN.
       if (dialect === 'v2' && table instanceof SurrogateTable) table.flags = (table.flags | DICT_FLAG.DUP_WARN) >>> 0
       const entry: OpenTable = {table, initialFlags: table.flags, name, openFlags, dialect}
+      if (changedFrom) {
+        // Reopened in place where Postfix keeps one instance for its life: the instance's
+        // flags (what lookups taught it, the last request's) carry over, so that clients
+        // cannot tell.
+        entry.initialFlags = changedFrom.initialFlags
+        table.flags = dialect === 'v2' ? entry.initialFlags : changedFrom.table.flags
+      }
       this.open.set(cacheKey, entry)
       this.opening.delete(cacheKey)
       if (replacing) Promise.resolve(replacing.close?.()).catch(() => undefined)

@@ -6,7 +6,7 @@ import {activateUtf8, allAscii, isValidUtf8, needUtf8Activation} from './fold.js
 import {filesToBase64} from './source-file.js'
 import {balancedLength, extractBraced, splitNameValue, splitOutsideBraces} from '../util/postfix-strings.js'
 import {InternalHashTable} from './texthash.js'
-import {OpenOptions, Table, TableError, TableType} from './table.js'
+import {followsPostfix,OpenOptions, Table, TableError, TableType} from './table.js'
 
 /**
  * Open as dict_inline_open() does: the name must be one `{...}` group holding at least
@@ -30,7 +30,10 @@ export const inlineType: TableType = {
       throw new TableError('config', `bad syntax: "inline:${name}"; need "inline:{name=value...}"`)
 
     const table = new InternalHashTable('inline', name, dictFlags)
-    if (utf8) activateUtf8(table, options.log)
+    // As texthash: <= 3.10 fills a table that already has the UTF-8 layer (keys casefold()ed),
+    // 3.11 the bare internal table (keys lowercase()d, ASCII only), layered afterwards.
+    const layerAfterLoad = followsPostfix(options, 3, 11)
+    if (utf8 && !layerAfterLoad) activateUtf8(table, options.log)
     let count = 0
     for (let token of splitOutsideBraces(name.slice(1, len - 1))) {
       if (token[0] === '{') {
@@ -50,6 +53,7 @@ export const inlineType: TableType = {
       count++
     }
     if (count === 0) throw new TableError('config', `empty table: "inline:${name}"; ${need}`)
+    if (utf8 && layerAfterLoad) activateUtf8(table, options.log)
     return table
   },
 }

@@ -27,6 +27,18 @@ export interface OpenOptions {
    * postalias -i do (mkmap_open: DUP_WARN). A Postfix >= 3.11 proxy client sends them.
    */
   flagsAfterOpen?: number
+  /**
+   * The Postfix release whose table behaviour to follow where releases differ (3.11's
+   * texthash folds file keys differently): [major, minor]; 3.7's when absent. The server
+   * passes that of the dialect each client speaks.
+   */
+  postfixRelease?: readonly [number, number]
+}
+
+/** Whether `options` follow Postfix `major.minor` or later. */
+export function followsPostfix(options: Pick<OpenOptions, 'postfixRelease'>, major: number, minor: number): boolean {
+  const [ma, mi] = options.postfixRelease ?? [3, 7]
+  return ma > major || (ma === major && mi >= minor)
 }
 
 export interface TableLog {

@@ -6,7 +6,7 @@ import {DICT_FLAG} from '../protocol/constants.js'
 import {activateUtf8, allAscii, isValidUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {isSpaceChar, trimSpace} from '../util/chars.js'
 import {cString, FileStamp, fileChanged, filesToBase64, logicalLines, readBinaryFile, stampOf, strerror} from './source-file.js'
-import {OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableType} from './table.js'
+import {followsPostfix, OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableType} from './table.js'
 
 interface HashSequenceState {
   table: InternalHashTable
@@ -127,7 +127,12 @@ export const texthashType: TableType = {
 async function loadTexthash(path: string, content: string, options: OpenOptions): Promise<TexthashTable> {
   const dictFlags = options.dictFlags
   const table = new TexthashTable(path, dictFlags)
-  if (needUtf8Activation(options.config, dictFlags)) activateUtf8(table, options.log)
+  // Postfix <= 3.10 loads the file through a table that dict_open() gave the UTF-8 layer, so
+  // file keys are casefold()ed and non-UTF-8 lines skipped; 3.11 loads it through the bare
+  // internal table (file keys lowercase()d, ASCII only) and adds the layer afterwards.
+  const layerAfterLoad = followsPostfix(options, 3, 11)
+  const utf8 = needUtf8Activation(options.config, dictFlags)
+  if (utf8 && !layerAfterLoad) activateUtf8(table, options.log)
   const warn = (message: string): void => options.log.warning(message)
 
   for (const {text, lineno} of logicalLines(content, path, warn)) {
@@ -187,5 +192,6 @@ async function loadTexthash(path: string, content: string, options: OpenOptions)
       table.update(key, value)
     }
   }
+  if (utf8 && layerAfterLoad) activateUtf8(table, options.log)
   return table
 }
