@@ -1,10 +1,13 @@
-// Built-in defaults of Postfix 3.7.11, copied from `postconf -d` of Debian 12's postfix
-// 3.7.11 package (not guessed): every parameter this project reads, plus every parameter that
-// the defaults of proxy_read_maps and proxy_write_maps refer to, directly or indirectly, so
-// that expanding those lists gives what `postconf -x` prints. (alias_maps really is
-// "hash:/etc/aliases, nis:mail.aliases" here; Debian's installer sets it in main.cf.)
+// Built-in defaults of the Postfix releases whose rules this project follows (see
+// postfix-version.ts), copied from `postconf -d` of the real packages (not guessed): Debian
+// 12's 3.7.11, Debian trixie's 3.10.13 and Debian sid's 3.11.7. Each table holds every
+// parameter this project reads, plus every parameter that the defaults of proxy_read_maps and
+// proxy_write_maps (and, for 3.11, smtpd_restriction_classes) refer to, directly or
+// indirectly, so that expanding those lists gives what that release's `postconf -x` prints.
+// (alias_maps really is "hash:/etc/aliases, nis:mail.aliases" in 3.7; Debian's installer sets
+// it in main.cf.)
 //
-// Not in this table:
+// Not in these tables:
 // - myhostname, mydomain and mynetworks: Postfix computes them from the host; see
 //   host-defaults.ts.
 // - config_directory's effective default: the directory main.cf was read from (Postfix sets
@@ -161,4 +164,68 @@ export const PROXYMAP_DAEMON_PARAMETERS: ReadonlySet<string> = new Set([
   'sender_canonical_maps', 'recipient_canonical_maps', 'relocated_maps', 'transport_maps',
   'address_verify_map', 'smtpd_sender_login_maps', 'postscreen_cache_map', 'proxy_read_maps',
   'proxy_write_maps',
+])
+
+/**
+ * Postfix 3.10.13's defaults where they differ from 3.7.11's (the approval code of proxymap
+ * is the same in both; only the text of one default changed, which a proxymap process never
+ * expands: tlsproxy_client_policy_maps is not one of its parameters).
+ */
+export const POSTFIX_3_10_DEFAULTS: Readonly<Record<string, string>> = {
+  ...POSTFIX_3_7_DEFAULTS,
+  tlsproxy_client_policy_maps: '${tlsproxy_client_policy?{$tlsproxy_client_policy}:{$smtp_tls_policy_maps}}',
+}
+
+/**
+ * Postfix 3.11.7's defaults (Debian sid's build: cdb and lmdb replace hash and btree). Its
+ * proxy_read_maps lists 25 more parameters; their defaults are here too. Left out:
+ * smtp_requiretls_policy, whose default calls ${domain_to_ascii{...}}, a named function of
+ * 3.11's $-expansion that this project's expander does not have; that default names no proxy:
+ * table, and a proxymap process never expands it (it is not one of its parameters).
+ */
+export const POSTFIX_3_11_DEFAULTS: Readonly<Record<string, string>> = {
+  ...POSTFIX_3_10_DEFAULTS,
+  meta_directory: '/usr/share/postfix',
+  default_database_type: 'cdb',
+  default_cache_db_type: 'lmdb',
+  alias_maps: '$default_database_type:/etc/aliases, nis:mail.aliases',
+  address_verify_map: '$default_cache_db_type:$data_directory/verify_cache',
+  postscreen_cache_map: '$default_cache_db_type:$data_directory/postscreen_cache',
+  proxy_read_maps: `${POSTFIX_3_7_DEFAULTS.proxy_read_maps} $smtpd_reject_filter_maps $debug_peer_list $smtpd_etrn_restrictions $fast_flush_domains $authorized_flush_users $lmtp_connection_cache_destinations $local_header_rewrite_clients $masquerade_exceptions $postscreen_access_list $postscreen_allowlist_interfaces $postscreen_forbidden_commands $qmqpd_authorized_clients $authorized_mailq_users $smtp_connection_cache_destinations $smtpd_log_access_permit_actions $smtpd_forbidden_commands $smtpd_client_event_limit_exceptions $smtpd_sasl_exceptions_networks $smtpd_sasl_mechanism_filter $smtp_requiretls_policy $smtp_sasl_mechanism_filter $authorized_submit_users $smtpd_authorized_verp_clients $smtpd_authorized_xclient_hosts $smtpd_authorized_xforward_hosts`,
+  smtpd_restriction_classes: '',
+  smtpd_reject_filter_maps: '',
+  debug_peer_list: '',
+  smtpd_etrn_restrictions: '',
+  fast_flush_domains: '$relay_domains',
+  authorized_flush_users: 'static:anyone',
+  lmtp_connection_cache_destinations: '',
+  local_header_rewrite_clients: 'permit_inet_interfaces',
+  masquerade_exceptions: '',
+  postscreen_access_list: 'permit_mynetworks',
+  postscreen_allowlist_interfaces: '${postscreen_whitelist_interfaces?{$postscreen_whitelist_interfaces}:{static:all}}',
+  postscreen_forbidden_commands: '$smtpd_forbidden_commands',
+  qmqpd_authorized_clients: '',
+  authorized_mailq_users: 'static:anyone',
+  smtp_connection_cache_destinations: '',
+  smtpd_log_access_permit_actions: '',
+  smtpd_forbidden_commands: 'CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}}',
+  smtpd_client_event_limit_exceptions: '${smtpd_client_connection_limit_exceptions:$mynetworks}',
+  smtpd_sasl_exceptions_networks: '',
+  smtpd_sasl_mechanism_filter: '!external, static:rest',
+  smtp_sasl_mechanism_filter: '',
+  authorized_submit_users: 'static:anyone',
+  smtpd_authorized_verp_clients: '$authorized_verp_clients',
+  smtpd_authorized_xclient_hosts: '',
+  smtpd_authorized_xforward_hosts: '',
+}
+
+/**
+ * The parameters of POSTFIX_3_11_DEFAULTS that a running 3.11 proxymap process knows: 3.7's,
+ * plus default_cache_db_type (mail_params_init()) and the three that 3.11's proxymap adds to
+ * its own table: smtpd_forbidden_commands, postscreen_forbidden_commands and
+ * smtpd_restriction_classes.
+ */
+export const PROXYMAP_3_11_DAEMON_PARAMETERS: ReadonlySet<string> = new Set([
+  ...PROXYMAP_DAEMON_PARAMETERS,
+  'default_cache_db_type', 'smtpd_forbidden_commands', 'postscreen_forbidden_commands', 'smtpd_restriction_classes',
 ])

@@ -1,7 +1,8 @@
 // The Postfix configuration as proxymap sees it: main.cf read as Postfix 3.7 reads it, with
-// Postfix 3.7's defaults and $name expansion. Implementation in main-cf.ts: loadMainConfig()
-// returns a PostfixMainConfig, which also has mainCfPath, warnings, expand(), defaultValue(),
-// setNames() and getInDaemonScope().
+// Postfix 3.7's defaults and $name expansion (the approval lists use the defaults of the
+// configuration's Postfix release: postfix-version.ts). Implementation in main-cf.ts:
+// loadMainConfig() returns a PostfixMainConfig, which also has mainCfPath, warnings, expand(),
+// defaultValue(), setNames() and getInDaemonScope().
 
 export interface MainConfig {
   /** The directory main.cf was read from. */
@@ -21,9 +22,18 @@ export interface MainConfig {
 
 export { ConfigError } from './errors.js'
 export { MacroExpansionError, expandMacros, type ParameterLookup } from './expand.js'
-export { POSTFIX_3_7_DEFAULTS, PROXYMAP_DAEMON_PARAMETERS, HOST_COMPUTED_PARAMETERS } from './defaults.js'
+export {
+  POSTFIX_3_7_DEFAULTS, POSTFIX_3_10_DEFAULTS, POSTFIX_3_11_DEFAULTS, PROXYMAP_DAEMON_PARAMETERS,
+  PROXYMAP_3_11_DAEMON_PARAMETERS, HOST_COMPUTED_PARAMETERS,
+} from './defaults.js'
+export {
+  POSTFIX_VERSIONS, POSTFIX_VERSION_ENV, FALLBACK_POSTFIX_VERSION, approvalRulesFor, choosePostfixVersion,
+  configPostconf, describePostfixVersion, installedMailVersion, invalidServiceNameMessage, parsePostfixVersion,
+  rulesVersionOf, type ApprovalRules, type ChooseOptions, type PostfixVersion, type PostfixVersionChoice,
+} from './postfix-version.js'
 export {
   PostfixMainConfig,
+  daemonScopeLookup,
   getInDaemonScope,
   loadMainConfig,
   parseMainCf,

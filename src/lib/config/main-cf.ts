@@ -231,17 +231,28 @@ export class PostfixMainConfig implements MainConfig {
  * The value of parameter `name` as a Postfix daemon that defines only `daemonParameters` sees
  * it: a parameter that neither main.cf nor the overrides set, and that the daemon does not
  * define, expands to empty there (postconf -x would show its default). Works with any
- * MainConfig: defaults come from the Postfix 3.7 table, host-computed ones from config.get().
+ * MainConfig: defaults come from `defaults` (a release's table, Postfix 3.7's unless told),
+ * host-computed ones from config.get().
  */
-export function getInDaemonScope(config: MainConfig, name: string, daemonParameters: ReadonlySet<string>): string {
+export function getInDaemonScope(
+  config: MainConfig, name: string, daemonParameters: ReadonlySet<string>,
+  defaults: Readonly<Record<string, string>> = POSTFIX_3_7_DEFAULTS,
+): string {
+  return expandParameter(name, daemonScopeLookup(config, daemonParameters, defaults), path.join(config.configDir, 'main.cf'))
+}
+
+/** The lookup behind getInDaemonScope(): main.cf (and overrides), then the daemon's defaults. */
+export function daemonScopeLookup(
+  config: MainConfig, daemonParameters: ReadonlySet<string>,
+  defaults: Readonly<Record<string, string>> = POSTFIX_3_7_DEFAULTS,
+): ParameterLookup {
   const daemonDefault = (reference: string): string | undefined => {
     if (!daemonParameters.has(reference)) return undefined
     if (reference === 'config_directory') return config.configDir
     if (HOST_COMPUTED_PARAMETERS.has(reference)) return config.get(reference)
-    return Object.hasOwn(POSTFIX_3_7_DEFAULTS, reference) ? POSTFIX_3_7_DEFAULTS[reference] : undefined
+    return Object.hasOwn(defaults, reference) ? defaults[reference] : undefined
   }
-  const lookup: ParameterLookup = (reference) => config.raw(reference) ?? daemonDefault(reference)
-  return expandParameter(name, lookup, path.join(config.configDir, 'main.cf'))
+  return (reference) => config.raw(reference) ?? daemonDefault(reference)
 }
 
 // Expands one parameter; an error names the parameter and the file, with Postfix's text.
