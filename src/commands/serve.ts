@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
-import {BaseCommand} from '../lib/cli/base-command.js'
+import {BaseCommand, postfixVersionFlag} from '../lib/cli/base-command.js'
 import {reflow} from '../lib/cli/help.js'
+import {approvalRulesFor, describePostfixVersion} from '../lib/config/index.js'
 import {Logger, StreamSink} from '../lib/log/logger.js'
 import {startStandalone} from '../lib/server/standalone.js'
 import {cleanEnvironment} from '../lib/tables/environ.js'
@@ -14,7 +15,12 @@ export default class Serve extends BaseCommand {
 $queue_directory/private/$proxymap_service_name (read-only lookups) and
 $queue_directory/private/$proxywrite_service_name (updates), so that real Postfix
 programs using that configuration reach it unchanged. Tables are approved by
-proxy_read_maps and proxy_write_maps, exactly as Postfix approves them.
+proxy_read_maps and proxy_write_maps, exactly as Postfix approves them: by the rules of
+the configuration's Postfix release (3.11 also approves the tables of
+smtpd_restriction_classes and reads /file/name elements). That release is
+--postfix-version, else $PROXYMAP_POSTFIX_VERSION, else the mail_version of the postconf
+in main.cf's command_directory, else 3.7. Under master(8), append
+"--postfix-version 3.11" to the command in master.cf.
 
 Started as root it binds the sockets and then runs as mail_owner. It logs to
 standard error in Postfix's format and stops cleanly on SIGTERM or SIGINT, removing
@@ -30,6 +36,7 @@ what Postfix's daemons exit with.`)
   static override examples = [
     '<%= config.bin %> serve -c examples/postfix',
     '<%= config.bin %> serve -c /etc/postfix --service proxymap',
+    '<%= config.bin %> serve -c /etc/postfix --postfix-version 3.11',
   ]
 
   static override enableJsonFlag = false
@@ -40,6 +47,7 @@ what Postfix's daemons exit with.`)
       options: ['proxymap', 'proxywrite'],
       multiple: true,
     }),
+    'postfix-version': postfixVersionFlag(),
   }
 
   async run(): Promise<void> {
@@ -52,9 +60,12 @@ what Postfix's daemons exit with.`)
     const config = this.loadConfig(flags['config-dir'])
     const log = new Logger(Logger.tagFor(config.get('syslog_name'), 'proxymap'), [new StreamSink(process.stderr, config.get('myhostname'))])
     const services: ServiceKind[] = (flags.service ?? ['proxymap', 'proxywrite']).map(s => s === 'proxymap' ? 'read' : 'write')
+    // Before the environment is cleaned: $PROXYMAP_POSTFIX_VERSION is ours, not Postfix's.
+    const choice = this.postfixVersion(flags['postfix-version'], config)
+    log.info(`approving tables by the ${describePostfixVersion(choice)}`)
     // master(8) would have cleaned the environment before starting proxymap.
     cleanEnvironment(config)
-    const server = await startStandalone({config, log, services})
+    const server = await startStandalone({config, log, services, rules: approvalRulesFor(choice.version)})
     for (const s of server.sockets)
       log.info(`listening on ${s.path} (${s.kind === 'read' ? 'read-only proxymap' : 'read-write proxywrite'} service)${server.runsAs ? `, running as ${server.runsAs}` : ''}`)
     await new Promise<void>(resolve => {

@@ -2,12 +2,20 @@
 
 import path from 'node:path'
 import {Command, Flags, Interfaces} from '@oclif/core'
-import {loadMainConfig, resolveConfigDir} from '../config/index.js'
-import type {MainConfig} from '../config/index.js'
+import {POSTFIX_VERSIONS, choosePostfixVersion, loadMainConfig, resolveConfigDir} from '../config/index.js'
+import type {MainConfig, PostfixVersionChoice} from '../config/index.js'
 import {CliError, toCliError} from './errors.js'
 import {EXIT} from './exit-codes.js'
 import {argvAsksForJson, argvTurnsColorOff, chooseOutput, type OutputFormat} from './output.js'
 import {colorEnabled, makeChalk} from './render.js'
+
+/** --postfix-version, for the commands whose answers depend on the Postfix release's rules (serve, check-access). */
+export function postfixVersionFlag() {
+  return Flags.string({
+    summary: 'Follow this Postfix release\'s approval rules (default: $PROXYMAP_POSTFIX_VERSION, else the installed Postfix\'s, else 3.7).',
+    options: [...POSTFIX_VERSIONS],
+  })
+}
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 
@@ -52,6 +60,15 @@ export abstract class BaseCommand extends Command {
       return loadMainConfig({configDir: path.resolve(resolveConfigDir(configDir))})
     } catch (err) {
       throw new CliError((err as Error).message, 2)
+    }
+  }
+
+  /** The release whose rules to follow (see config/postfix-version.ts); a bad $PROXYMAP_POSTFIX_VERSION is a usage error. */
+  protected postfixVersion(option: string | undefined, config: MainConfig | undefined): PostfixVersionChoice {
+    try {
+      return choosePostfixVersion({option, env: process.env, config})
+    } catch (err) {
+      throw new CliError((err as Error).message, EXIT.USAGE)
     }
   }
 

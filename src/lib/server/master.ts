@@ -5,14 +5,17 @@
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
-import {loadMainConfig, resolveConfigDir} from '../config/index.js'
+import {
+  approvalRulesFor, choosePostfixVersion, describePostfixVersion, invalidServiceNameMessage,
+  loadMainConfig, resolveConfigDir, type PostfixVersionChoice,
+} from '../config/index.js'
 import type {MainConfig} from '../config/index.js'
 import {Logger, LogSink, PostlogSink, StreamSink, SyslogSink} from '../log/logger.js'
 import {defaultRegistry} from '../tables/registry.js'
 import {NATIVE_ADDON_PATH, chroot, dgramConnect, dgramSend, nativeAvailable, setsid} from '../native/index.js'
 import {becomeAccount, lookupAccount} from './privileges.js'
 import {ServiceKind} from './proxymap-service.js'
-import {createServiceServer, parseTimeMs} from './standalone.js'
+import {approvalPolicy, createServiceServer, parseTimeMs} from './standalone.js'
 
 export const MASTER_STATUS_FD = 5
 export const MASTER_LISTEN_FD = 6
@@ -28,11 +31,19 @@ export interface MasterArgs {
   verbose: number
   overrides: Record<string, string>
   socketCount: number
+  /** Ours, not Postfix's: "--postfix-version V" among the master.cf arguments. */
+  postfixVersion?: string
   /** Extra master.cf arguments after the options: proxymap takes none. */
   rest: string[]
 }
 
-/** Postfix's getopt string for multi-threaded servers: "cdDi:lm:n:o:s:St:uvVz". */
+/** The one long option a master.cf entry may add to Postfix's own: which release's rules to follow. */
+export const POSTFIX_VERSION_OPTION = '--postfix-version'
+
+/**
+ * Postfix's getopt string for multi-threaded servers: "cdDi:lm:n:o:s:St:uvVz", plus our
+ * --postfix-version V (or --postfix-version=V), which master.cf can append to the command.
+ */
 export function parseMasterArgs(argv: string[]): MasterArgs {
   const parsed: MasterArgs = {chroot: false, foreground: false, unprivileged: false, verbose: 0, overrides: {}, socketCount: 1, rest: []}
   const withValue = new Set(['i', 'm', 'n', 'o', 's', 't'])
@@ -40,6 +51,12 @@ export function parseMasterArgs(argv: string[]): MasterArgs {
   for (; i < argv.length; i++) {
     const arg = argv[i]
     if (arg === '--') { i++; break }
+    if (arg === POSTFIX_VERSION_OPTION || arg.startsWith(`${POSTFIX_VERSION_OPTION}=`)) {
+      const value = arg === POSTFIX_VERSION_OPTION ? argv[++i] : arg.slice(POSTFIX_VERSION_OPTION.length + 1)
+      if (value === undefined) throw new Error(`option requires an argument -- ${POSTFIX_VERSION_OPTION.slice(2)}`)
+      parsed.postfixVersion = value
+      continue
+    }
     if (!arg.startsWith('-') || arg === '-') break
     for (let j = 1; j < arg.length; j++) {
       const opt = arg[j]
@@ -122,12 +139,21 @@ export async function runUnderMaster(argv: string[]): Promise<number> {
     log.fatal(`unexpected command-line argument: ${args.rest[0]}`)
     return 1
   }
+  // Chosen now, while the installed postconf is reachable (before any chroot).
+  let choice: PostfixVersionChoice
+  try {
+    choice = choosePostfixVersion({option: args.postfixVersion, env: process.env, config})
+  } catch (err) {
+    log.fatal((err as Error).message)
+    return 1
+  }
+  log.debug(`following the ${describePostfixVersion(choice)}`)
   // Postfix: the service is chosen by its name, and only these two exist.
   let kind: ServiceKind
   if (serviceName === 'proxywrite') kind = 'write'
   else if (serviceName === 'proxymap') kind = 'read'
   else {
-    log.fatal('service name must be one of proxymap or proxywrite')
+    log.fatal(invalidServiceNameMessage(choice.version, serviceName))
     return 1
   }
   if (args.chroot && !nativeAvailable()) {
@@ -166,8 +192,10 @@ export async function runUnderMaster(argv: string[]): Promise<number> {
     if (maxIdleMs > 0) idleTimer = setTimeout(() => stop('idle timeout -- exiting'), maxIdleMs)
   }
 
+  // One process, one authorization table, however many sockets master hands it.
+  const policy = approvalPolicy(config, kind, approvalRulesFor(choice.version), log)
   for (let n = 0; n < args.socketCount; n++) {
-    const server = createServiceServer({kind, config, log, registry: defaultRegistry, ipcTimeoutMs}, connections, {
+    const server = createServiceServer({kind, config, log, registry: defaultRegistry, ipcTimeoutMs, policy}, connections, {
       onConnect: () => {
         clearTimeout(idleTimer)
         useCount++

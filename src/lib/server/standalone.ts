@@ -7,7 +7,7 @@ import net from 'node:net'
 import path from 'node:path'
 import {AccessPolicy} from '../access/index.js'
 import {serviceSocketPath} from '../client/service-client.js'
-import type {MainConfig} from '../config/index.js'
+import {approvalRulesFor, type ApprovalRules, type MainConfig} from '../config/index.js'
 import type {Logger} from '../log/logger.js'
 import {TableRegistry, defaultRegistry} from '../tables/registry.js'
 import {serveConnection} from './connection.js'
@@ -19,6 +19,8 @@ export interface StandaloneOptions {
   log: Logger
   services: ServiceKind[]
   registry?: TableRegistry
+  /** The approval rules of the configuration's Postfix release (default: 3.7's). */
+  rules?: ApprovalRules
 }
 
 export interface RunningServer {
@@ -68,6 +70,20 @@ export interface ServiceServerOptions {
   log: Logger
   registry: TableRegistry
   ipcTimeoutMs: number
+  /** What the service approves; see approvalPolicy(). */
+  policy: AccessPolicy
+}
+
+/**
+ * What a service process approves, computed as Postfix's proxymap does at start-up (3.7:
+ * after the privilege drop, 3.11: before it; either way before the first request), with the
+ * warnings it logs about its list then (syntax errors, and in 3.11 unreadable /file/name
+ * elements). Throws a MacroExpansionError where Postfix stops with a fatal error.
+ */
+export function approvalPolicy(config: MainConfig, kind: ServiceKind, rules: ApprovalRules, log: Logger): AccessPolicy {
+  const policy = AccessPolicy.fromConfig(config, rules)
+  for (const warning of policy.listWarnings(kind)) log.warning(warning)
+  return policy
 }
 
 /** Postfix's daemon_timeout, the per-request limit (default 18000s). */
@@ -78,8 +94,8 @@ export function daemonTimeoutMs(config: MainConfig): number {
 /** A listening-socket server for one service (proxymap or proxywrite); not yet listening. */
 export function createServiceServer(options: ServiceServerOptions, connections: Set<net.Socket>,
   hooks: {onConnect?: () => void; onClose?: () => void} = {}): net.Server {
-  const {kind, config, log, registry, ipcTimeoutMs} = options
-  const service = new ProxymapService({kind, policy: AccessPolicy.fromConfig(config), registry, config, log})
+  const {kind, config, log, registry, ipcTimeoutMs, policy} = options
+  const service = new ProxymapService({kind, policy, registry, config, log})
   const requestLimitMs = daemonTimeoutMs(config)
   return net.createServer(socket => {
     connections.add(socket)
@@ -113,7 +129,8 @@ export async function startStandalone(options: StandaloneOptions): Promise<Runni
     for (const kind of options.services) {
       const socketPath = serviceSocketPath(config, kind)
       if (await prepareSocketPath(socketPath)) createdDirs.add(path.dirname(socketPath))
-      const server = createServiceServer({kind, config, log, registry, ipcTimeoutMs}, connections)
+      const policy = approvalPolicy(config, kind, options.rules ?? approvalRulesFor('3.7'), log)
+      const server = createServiceServer({kind, config, log, registry, ipcTimeoutMs, policy}, connections)
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject)
         server.listen({path: socketPath}, () => { server.off('error', reject); resolve() })
