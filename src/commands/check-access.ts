@@ -2,14 +2,15 @@ import path from 'node:path'
 import {Args, Flags} from '@oclif/core'
 import {confirm} from '@inquirer/prompts'
 import type {ChalkInstance} from 'chalk'
-import {BaseCommand} from '../lib/cli/base-command.js'
+import {BaseCommand, postfixVersionFlag} from '../lib/cli/base-command.js'
 import {reflow} from '../lib/cli/help.js'
 import {CliError} from '../lib/cli/errors.js'
 import {EXIT} from '../lib/cli/exit-codes.js'
 import {outputFlag} from '../lib/cli/output.js'
 import {colorEnabled, colorStatus, makeChalk, renderLineDiff, renderTable} from '../lib/cli/render.js'
 import {DelayedSpinner} from '../lib/cli/spinner.js'
-import {loadMainConfig, resolveConfigDir} from '../lib/config/index.js'
+import {approvalRulesFor, describePostfixVersion, loadMainConfig, resolveConfigDir} from '../lib/config/index.js'
+import {RESTRICTION_CLASSES} from '../lib/access/approval-list.js'
 import {explainAccess, tablesInUse, type AccessReport, type TableCheck, type TableRequest} from '../lib/access/explain.js'
 import {planListEdit, setMainCfParameter, writeMainCf, type ListEdit} from '../lib/access/main-cf-edit.js'
 import {DEFAULT_PROBE_KEY, probeTable, type ProbeResult} from '../lib/access/probe.js'
@@ -44,6 +45,13 @@ proxymap process does not. It also checks, as mail_owner, that the table's files
 (with --write: written). --all checks every proxy: table that main.cf (or a master.cf -o) uses.
 --probe also asks the running service (Postfix's or ours): open + lookup of a probe key.
 
+Rules: those of the configuration's Postfix release, named on the first line (JSON:
+postfixVersion): --postfix-version, else $PROXYMAP_POSTFIX_VERSION, else the mail_version of
+the postconf in main.cf's command_directory, else 3.7. With 3.11's rules a table may be
+approved through a restriction class (smtpd_restriction_classes, lookups only) or a
+/file/name element of a list; with older rules, a denied table that 3.11 would approve says
+so and how to approve it for the older release.
+
 Fixing: denied tables can be added to the right list, keeping what it approves now (when
 main.cf does not set the list, Postfix's default text is written first). On a terminal the
 change is shown as a diff of main.cf and confirmed; --yes applies it without asking (for
@@ -54,7 +62,8 @@ with a summary table of the verdicts when there are several tables (the default 
 terminal); json (or --json), the report as one JSON document (docs/json-output.md). The
 diff of a fix and the confirmation go to stderr.
 
---json fields: configDir, mainCf, mailOwner {name, uid, gid}, findings [{code, parameter,
+--json fields: configDir, mainCf, postfixVersion {version, source, mailVersion, postconf},
+mailOwner {name, uid, gid}, findings [{code, parameter,
 message, hint}], tables [{table, access (read|write), service, parameter, approved, via
 [parameter chain], usedBy, problems [{code, message, hint}], files [{path, role, exists,
 owner, group, mode, readable, writable, problem}], probe {service, socket, key, open, lookup,
@@ -73,6 +82,7 @@ describes main.cf as written.`)
     '<%= config.bin %> check-access --all --probe',
     '<%= config.bin %> check-access --yes proxy:lmdb:/etc/postfix/transport && postfix reload',
     '<%= config.bin %> check-access --json --all',
+    '<%= config.bin %> check-access --postfix-version 3.11 proxy:hash:/etc/postfix/client_access',
   ]
 
   static override strict = false
@@ -88,6 +98,7 @@ describes main.cf as written.`)
     'probe-key': Flags.string({summary: 'The key --probe looks up.', default: DEFAULT_PROBE_KEY}),
     yes: Flags.boolean({char: 'y', summary: 'Apply the fix (add denied tables to main.cf) without asking.', default: false}),
     output: outputFlag('table on a terminal, else plain'),
+    'postfix-version': postfixVersionFlag(),
   }
 
   async run(): Promise<CheckAccessResult> {
@@ -100,12 +111,14 @@ describes main.cf as written.`)
     const out = makeChalk(colorEnabled(flags.color, process.stdout))
     const err = makeChalk(colorEnabled(flags.color, process.stderr))
 
+    const postfixVersion = this.postfixVersion(flags['postfix-version'], this.orUsageError(() => loadMainConfig({configDir})))
+    const rules = approvalRulesFor(postfixVersion.version)
     const requests = (): TableRequest[] => [
-      ...(flags.all ? this.orUsageError(() => tablesInUse(configDir)) : []),
+      ...(flags.all ? this.orUsageError(() => tablesInUse(configDir, rules)) : []),
       ...tables.map(table => ({table, access: (flags.write ? 'write' : 'read') as 'read' | 'write'})),
     ]
     const wanted = requests()
-    let report: CheckAccessResult = {...this.orUsageError(() => explainAccess({configDir}, wanted)), fix: null, exitCode: 0}
+    let report: CheckAccessResult = {...this.orUsageError(() => explainAccess({configDir, postfixVersion}, wanted)), fix: null, exitCode: 0}
 
     if (flags.probe) {
       const config = this.orUsageError(() => loadMainConfig({configDir}))
@@ -120,7 +133,7 @@ describes main.cf as written.`)
     if (fix?.applied) {
       // Report main.cf as it is now; the probe results describe the service before the fix.
       const probes = new Map(report.tables.map(t => [`${t.access} ${t.table}`, t.probe]))
-      report = {...explainAccess({configDir}, wanted), fix, exitCode: 0}
+      report = {...explainAccess({configDir, postfixVersion}, wanted), fix, exitCode: 0}
       for (const t of report.tables) {
         const probe = probes.get(`${t.access} ${t.table}`)
         if (probe) t.probe = probe
@@ -155,7 +168,8 @@ describes main.cf as written.`)
     const config = loadMainConfig({configDir: report.configDir})
     const byParameter = new Map<ApprovalParameter, string[]>()
     for (const t of denied) byParameter.set(t.parameter, [...(byParameter.get(t.parameter) ?? []), `proxy:${t.table}`])
-    const edits = [...byParameter].map(([parameter, names]) => planListEdit(parameter, config.raw(parameter), names))
+    const defaults = approvalRulesFor(report.postfixVersion.version).defaults
+    const edits = [...byParameter].map(([parameter, names]) => planListEdit(parameter, config.raw(parameter), names, defaults))
     const before = fs.readFileSync(report.mainCf, 'latin1')
     let after = before
     for (const edit of edits) after = setMainCfParameter(after, edit.parameter, edit.after)
@@ -179,8 +193,17 @@ describes main.cf as written.`)
   }
 }
 
+/**
+ * "$virtual_alias_maps -> /etc/postfix/more in proxy_read_maps"; with 3.11's restriction
+ * classes "class my_class -> $x in smtpd_restriction_classes".
+ */
 function describeVia(via: string[]): string {
-  return via.length <= 1 ? `${via[0]} (listed there)` : `${via.slice(1).map(p => `$${p}`).join(' -> ')} in ${via[0]}`
+  if (via.length <= 1) return `${via[0]} (listed there)`
+  const steps = via.slice(1).map((name, i) => {
+    if (name.startsWith('/')) return `file ${name}`
+    return i === 0 && via[0] === RESTRICTION_CLASSES ? `class ${name}` : `$${name}`
+  })
+  return `${steps.join(' -> ')} in ${via[0]}`
 }
 
 function exitCodeOf(report: CheckAccessResult, fixed: boolean): number {
@@ -194,7 +217,7 @@ function exitCodeOf(report: CheckAccessResult, fixed: boolean): number {
 }
 
 function renderReport(report: CheckAccessResult, c: ChalkInstance, emptyAll: boolean, withTable: boolean): string {
-  const lines: string[] = []
+  const lines: string[] = [c.dim(`rules: ${describePostfixVersion(report.postfixVersion)}`)]
   for (const f of report.findings) {
     lines.push(`${c.yellow('main.cf:')} ${f.message}`)
     if (f.hint) lines.push(`  ${c.dim('fix:')} ${f.hint}`)

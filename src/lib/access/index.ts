@@ -8,4 +8,4 @@ export {
   type ApprovedTables,
   type IncludeReader,
 } from './approval-list.js'
-export { AccessPolicy, restrictionClassNames, serviceApprovals, type ProxyService } from './policy.js'
+export { AccessPolicy, RestrictionClassError, restrictionClassNames, serviceApprovals, type ProxyService } from './policy.js'

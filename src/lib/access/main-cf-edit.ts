@@ -22,9 +22,13 @@ export function selfReferencePattern(name: string): RegExp {
   return new RegExp(`\\$(?:${name}(?![A-Za-z0-9_])|\\{${name}\\}|\\(${name}\\))`, 'g')
 }
 
-/** The value that approves `tables` on top of what `parameter` approves now. */
-export function planListEdit(parameter: ApprovalParameter, current: string | undefined, tables: string[]): ListEdit {
-  const defaultText = POSTFIX_3_7_DEFAULTS[parameter]
+/**
+ * The value that approves `tables` on top of what `parameter` approves now; `defaults` are
+ * the configuration's Postfix release's (3.11's proxy_read_maps default is longer than 3.7's).
+ */
+export function planListEdit(parameter: ApprovalParameter, current: string | undefined, tables: string[],
+  defaults: Readonly<Record<string, string>> = POSTFIX_3_7_DEFAULTS): ListEdit {
+  const defaultText = defaults[parameter]
   let base = current === undefined ? defaultText : current.replace(selfReferencePattern(parameter), () => defaultText)
   const added = [...new Set(tables.map(t => (t.startsWith('proxy:') ? t : `proxy:${t}`)))]
   base = squeezeOutsideBraces(base.trim())

@@ -19,6 +19,14 @@ const PARAMETER_BY_SERVICE: Record<ProxyService, ApprovalParameter> = {
   write: 'proxy_write_maps',
 }
 
+/** A restriction class whose value cannot be expanded: a 3.11 proxymap stops there. */
+export class RestrictionClassError extends MacroExpansionError {
+  constructor(readonly className: string, postfixMessage: string, message: string) {
+    super(postfixMessage, message)
+    this.name = 'RestrictionClassError'
+  }
+}
+
 /** The class names of smtpd_restriction_classes, split as mystrtok() does (no brace groups). */
 export function restrictionClassNames(value: string): string[] {
   // CHARS_COMMA_SP: ", \t\r\n"
@@ -45,7 +53,7 @@ export function serviceApprovals(config: MainConfig, service: ProxyService, rule
         expanded = expandMacros(value, lookup)
       } catch (error) {
         if (!(error instanceof MacroExpansionError)) throw error
-        throw new MacroExpansionError(error.postfixMessage,
+        throw new RestrictionClassError(className, error.postfixMessage,
           `cannot expand restriction class ${className} (listed in ${RESTRICTION_CLASSES}) of ${config.configDir}/main.cf: ${error.postfixMessage}`)
       }
       walk.add(expanded, RESTRICTION_CLASSES)
