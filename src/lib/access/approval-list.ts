@@ -140,7 +140,9 @@ export class ApprovalWalk {
 
   // Postfix 3.11: /file/name elements, and non-table words skipped before anything else. The
   // ':' test comes before the proxy: prefixes go, so "proxy:x" approves "x" (which no request
-  // can name: a name without ':' is BAD) and "proxy:" approves "".
+  // can name: a name without ':' is BAD) and "proxy:" approves "". (The letter-or-digit test
+  // changes nothing here: what it skips could not start with proxy:, unionmap: or pipemap:
+  // either; it matters for 3.11's export-all mode, which lists tables without proxy:.)
   private walk311(list: string, origin: string): void {
     for (let entry of splitOutsideBraces(list)) {
       if (entry.startsWith(OPEN_BRACE)) {
