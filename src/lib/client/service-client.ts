@@ -10,6 +10,7 @@
 
 import path from 'node:path'
 import type {MainConfig} from '../config/index.js'
+import {PostfixVersion, choosePostfixVersion} from '../config/postfix-version.js'
 import {DICT_FLAG_INST_MASK, Dialect, PROXY_STAT, ProtocolError, ProxyReply, ProxyRequest, binary} from '../protocol/index.js'
 import {ConnectionOptions, ServiceConnection, ServiceUnavailableError} from './connection.js'
 
@@ -38,8 +39,23 @@ export function serviceSocketPath(config: MainConfig, kind: ServiceKind): string
  * version the configuration belongs to.
  */
 export function expectedDialect(config: MainConfig): Dialect {
-  void config
-  return /^3\.(1[1-9]|[2-9]\d)|^[4-9]/.test(process.env.PROXYMAP_POSTFIX_VERSION ?? '') ? 'v2' : 'legacy'
+  return dialectOfRelease(configRelease(config))
+}
+
+/** The Postfix release the configuration belongs to (see config/postfix-version.ts). */
+export function configRelease(config: MainConfig): PostfixVersion {
+  return choosePostfixVersion({env: process.env, config}).version
+}
+
+/** A release as OpenOptions.postfixRelease takes it. */
+export function releaseNumbers(version: PostfixVersion): readonly [number, number] {
+  const [major, minor] = version.split('.').map(Number)
+  return [major!, minor!]
+}
+
+/** The wire dialect a Postfix release speaks. */
+export function dialectOfRelease(version: PostfixVersion): Dialect {
+  return version === '3.11' ? 'v2' : 'legacy'
 }
 
 /** The dialect each socket answered in, for the life of the process. */

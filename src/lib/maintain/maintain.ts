@@ -3,7 +3,7 @@
 // ours or Postfix's; every other name is opened here, on the file. Same code either way.
 
 import type {MainConfig} from '../config/index.js'
-import {DialectChoice, ServiceClientPool, expectedDialect} from '../client/service-client.js'
+import {DialectChoice, ServiceClientPool, configRelease, dialectOfRelease, releaseNumbers} from '../client/service-client.js'
 import {CliError} from '../cli/errors.js'
 import {EXIT} from '../cli/exit-codes.js'
 import {DICT_FLAG, Dialect, binary} from '../protocol/index.js'
@@ -61,12 +61,13 @@ interface OpenedTable {
 
 async function openTable(options: MaintainOptions, mode: OpenMode, dictFlags: number): Promise<OpenedTable> {
   const registry = options.registry ?? defaultRegistry
-  const proxyClients = new ServiceClientPool(options.dialect, {timeoutMs: 60_000, expectedDialect: expectedDialect(options.config)})
+  const release = configRelease(options.config)
+  const proxyClients = new ServiceClientPool(options.dialect, {timeoutMs: 60_000, expectedDialect: dialectOfRelease(release)})
   // postmap -i (mkmap_open) adds DUP_WARN to a table's flags once it is open.
   const flagsAfterOpen = mode === 'write' && (dictFlags & DICT_FLAG.DUP_REPLACE) ? DICT_FLAG.DUP_WARN : 0
   try {
     // Table names are Postfix byte strings, like keys: UTF-8 from the command line.
-    const table = await registry.openStrict(binary.fromText(options.table), {mode, dictFlags, flagsAfterOpen, config: options.config, log: options.log, proxyClients})
+    const table = await registry.openStrict(binary.fromText(options.table), {postfixRelease: releaseNumbers(release), mode, dictFlags, flagsAfterOpen, config: options.config, log: options.log, proxyClients})
     return {
       table,
       async close() {

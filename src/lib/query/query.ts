@@ -2,7 +2,7 @@
 // through the service; every other name is opened here. Same code either way.
 
 import type {MainConfig} from '../config/index.js'
-import {DialectChoice, ServiceClientPool, expectedDialect} from '../client/service-client.js'
+import {DialectChoice, ServiceClientPool, configRelease, dialectOfRelease, releaseNumbers} from '../client/service-client.js'
 import {DICT_FLAG, Dialect, binary} from '../protocol/index.js'
 import {TableRegistry, defaultRegistry} from '../tables/registry.js'
 import {TableLog} from '../tables/table.js'
@@ -33,10 +33,12 @@ export function postmapQueryFlags(fold: boolean): number {
 /** Look each key up in order; stops at the first error (thrown), as postmap -q - does. */
 export async function* queryKeys(options: QueryOptions, keys: AsyncIterable<string> | Iterable<string>): AsyncGenerator<QueryResult> {
   const registry = options.registry ?? defaultRegistry
-  const proxyClients = new ServiceClientPool(options.dialect, {timeoutMs: 60_000, expectedDialect: expectedDialect(options.config)})
+  const release = configRelease(options.config)
+  const proxyClients = new ServiceClientPool(options.dialect, {timeoutMs: 60_000, expectedDialect: dialectOfRelease(release)})
   try {
     // Table names are Postfix byte strings, like keys: UTF-8 from the command line.
     const table = await registry.openStrict(binary.fromText(options.table), {
+      postfixRelease: releaseNumbers(release),
       mode: 'read', dictFlags: postmapQueryFlags(options.fold), config: options.config, log: options.log, proxyClients,
     })
     try {
