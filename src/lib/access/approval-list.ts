@@ -78,8 +78,33 @@ export class ApprovalWalk {
 
   /** Walks one (expanded) list; `origin` is its parameter, or smtpd_restriction_classes. */
   add(list: string, origin: string): void {
-    if (this.rules.listWalk === '3.7') this.walk37(list, origin)
-    else this.walk311(list, origin)
+    const since311 = this.rules.listWalk === '3.11'
+    for (let entry of splitOutsideBraces(list)) {
+      if (entry.startsWith(OPEN_BRACE)) {
+        const head = this.groupHead(entry, origin)
+        if (head === undefined) continue
+        entry = head
+      }
+      // 3.11: /file/name elements, and non-table words skipped before anything else. (The
+      // letter-or-digit test changes nothing here: what it skips could not start with proxy:,
+      // unionmap: or pipemap: either; it matters for 3.11's export-all mode.)
+      if (since311 && entry.startsWith('/')) {
+        this.addFile(entry)
+        continue
+      }
+      if (since311 && (!/^[A-Za-z0-9]/.test(entry) || !entry.includes(':'))) continue
+      const nested = this.nestedList(entry, origin)
+      if (nested !== undefined) {
+        if (nested !== '') this.add(nested, origin)
+        continue
+      }
+      if (!entry.startsWith(PROXY_PREFIX)) continue
+      const tableName = stripProxyPrefixes(entry)
+      // 3.7 wants a ':' once the proxy: prefixes are gone; 3.11 tested the whole word above,
+      // so "proxy:x" approves "x" (which no request can name: a name without ':' is BAD)
+      // and "proxy:" approves "".
+      if (since311 || tableName.includes(':')) this.approve(tableName, origin)
+    }
   }
 
   private warnSyntax(origin: string, error: string): void {
@@ -119,52 +144,6 @@ export class ApprovalWalk {
     return inner.text
   }
 
-  // Postfix 3.7 to 3.10.
-  private walk37(list: string, origin: string): void {
-    for (let entry of splitOutsideBraces(list)) {
-      if (entry.startsWith(OPEN_BRACE)) {
-        const head = this.groupHead(entry, origin)
-        if (head === undefined) continue
-        entry = head
-      }
-      const nested = this.nestedList(entry, origin)
-      if (nested !== undefined) {
-        if (nested !== '') this.walk37(nested, origin)
-        continue
-      }
-      if (!entry.startsWith(PROXY_PREFIX)) continue
-      const tableName = stripProxyPrefixes(entry)
-      if (tableName.includes(':')) this.approve(tableName, origin)
-    }
-  }
-
-  // Postfix 3.11: /file/name elements, and non-table words skipped before anything else. The
-  // ':' test comes before the proxy: prefixes go, so "proxy:x" approves "x" (which no request
-  // can name: a name without ':' is BAD) and "proxy:" approves "". (The letter-or-digit test
-  // changes nothing here: what it skips could not start with proxy:, unionmap: or pipemap:
-  // either; it matters for 3.11's export-all mode, which lists tables without proxy:.)
-  private walk311(list: string, origin: string): void {
-    for (let entry of splitOutsideBraces(list)) {
-      if (entry.startsWith(OPEN_BRACE)) {
-        const head = this.groupHead(entry, origin)
-        if (head === undefined) continue
-        entry = head
-      }
-      if (entry.startsWith('/')) {
-        this.addFile(entry)
-        continue
-      }
-      if (!/^[A-Za-z0-9]/.test(entry) || !entry.includes(':')) continue
-      const nested = this.nestedList(entry, origin)
-      if (nested !== undefined) {
-        if (nested !== '') this.walk311(nested, origin)
-        continue
-      }
-      if (!entry.startsWith(PROXY_PREFIX)) continue
-      this.approve(stripProxyPrefixes(entry), origin)
-    }
-  }
-
   /** A /file/name element: each logical line of the file is a list whose origin is the file. */
   private addFile(file: string): void {
     if (this.openFiles.includes(file)) {
@@ -180,7 +159,7 @@ export class ApprovalWalk {
     this.openFiles.push(file)
     try {
       const warn = (message: string): void => { this.result.warnings.push(message) }
-      for (const line of logicalLines(content.text, file, warn, {nullByteWarnings: 'per-read'})) this.walk311(cString(line.text), file)
+      for (const line of logicalLines(content.text, file, warn, {nullByteWarnings: 'per-read'})) this.add(cString(line.text), file)
     } finally {
       this.openFiles.pop()
     }
