@@ -32,20 +32,46 @@ export class AttrFramingError extends Error {
   }
 }
 
-/** Encode one attribute list (a request or a reply) with its terminating NUL. */
-export function encodeAttrs(attrs: ReadonlyArray<readonly [string, string | number]>): Buffer {
-  let size = 1
-  for (const [name, value] of attrs) size += name.length + String(value).length + 2
-  const out = Buffer.allocUnsafe(size)
-  let at = 0
-  for (const [name, value] of attrs) {
-    at += out.write(name, at, 'latin1')
-    out[at++] = 0
-    at += out.write(typeof value === 'number' ? String(value >>> 0) : value, at, 'latin1')
-    out[at++] = 0
+/** A value that cannot go on the wire as Postfix would write it: the message is not sent. */
+export class AttrValueError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'AttrValueError'
   }
-  out[at] = 0
-  return out
+}
+
+export const UINT32_MAX = 0xffffffff
+
+/**
+ * An integer as Postfix's attr_print0 writes one (an unsigned int, "%u"). Anything that is
+ * not an integer in 0..2^32-1 is refused, never wrapped or truncated.
+ */
+export function formatPostfixUnsigned(n: number): string {
+  if (!Number.isInteger(n) || n < 0 || n > UINT32_MAX)
+    throw new AttrValueError(`integer attribute value out of range: ${n}`)
+  return String(n)
+}
+
+// A byte string (one char per byte) without NUL: what attr_print0 can frame.
+const NOT_A_BYTE_STRING = /[\0\u0100-\uffff]/
+
+function checkByteString(what: string, s: string): string {
+  if (NOT_A_BYTE_STRING.test(s)) throw new AttrValueError(`attribute ${what} is not a NUL-free byte string`)
+  return s
+}
+
+/**
+ * Encode one attribute list (a request or a reply) with its terminating NUL. The message is
+ * built whole, from checked strings, or not at all (AttrValueError).
+ */
+export function encodeAttrs(attrs: ReadonlyArray<readonly [string, string | number]>): Buffer {
+  let text = ''
+  for (const [name, value] of attrs) {
+    if (name.length === 0) throw new AttrValueError('empty attribute name')
+    text += checkByteString('name', name) + '\0'
+    text += (typeof value === 'number' ? formatPostfixUnsigned(value) : checkByteString(`${name} value`, value)) + '\0'
+  }
+  return Buffer.from(text + '\0', 'latin1')
 }
 
 /**

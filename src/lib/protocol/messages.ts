@@ -2,8 +2,8 @@
 // 'legacy' (Postfix <= 3.10, what Debian 12's 3.7 speaks) and 'v2' (Postfix >= 3.11, which
 // adds instance_flags to every request and flags to every reply). Pure, like attr.ts.
 
-import {AttrList, encodeAttrs} from './attr.js'
-import {MAIL_ATTR, PROXY_REQ, PROXY_STAT, ProxyRequestName, ProxyStatus} from './constants.js'
+import {AttrList, AttrValueError, encodeAttrs} from './attr.js'
+import {MAIL_ATTR, PROXY_REQ, PROXY_STAT, PROXY_STAT_NAME, ProxyRequestName, ProxyStatus} from './constants.js'
 
 export type Dialect = 'legacy' | 'v2'
 
@@ -58,12 +58,20 @@ export type ParsedRequest =
   | {kind: 'unrecognized'; name: string}
   | {kind: 'garbage'; reason: string}
 
-/** Postfix reads integers with sscanf("%u%c"): optional space and sign, digits, nothing after. */
+const ULONG_MAX = (1n << 64n) - 1n
+
+/**
+ * Postfix reads integers with sscanf("%u%c"): optional space and sign, digits, nothing
+ * after. glibc converts with the 64-bit strtoul (a magnitude beyond 2^64-1 saturates to
+ * ULONG_MAX, a '-' negates modulo 2^64) and stores the low 32 bits: "-1" and
+ * "99999999999999999999" are 4294967295, "4294967296" is 0 (measured on 3.7 and 3.11).
+ */
 export function parsePostfixUnsigned(text: string): number | undefined {
   const m = /^[ \t\n\v\f\r]*([+-]?)([0-9]+)$/.exec(text)
   if (!m) return undefined
-  const n = Number(BigInt.asUintN(32, BigInt(m[2])))
-  return m[1] === '-' ? (-n) >>> 0 : n
+  const magnitude = BigInt(m[2])
+  const ulong = magnitude > ULONG_MAX ? ULONG_MAX : m[1] === '-' ? BigInt.asUintN(64, -magnitude) : magnitude
+  return Number(BigInt.asUintN(32, ulong))
 }
 
 /**
@@ -111,10 +119,22 @@ export interface ProxyReply {
   value?: string
 }
 
+/**
+ * A dict flags word as Postfix's unsigned int: JavaScript's bitwise operators give the same
+ * 32 bits as a signed number, which is taken for those bits; anything that is not 32 bits
+ * in either reading is refused.
+ */
+export function dictFlagsWord(flags: number): number {
+  if (!Number.isInteger(flags) || flags < -0x80000000 || flags > 0xffffffff)
+    throw new AttrValueError(`dict flags out of range: ${flags}`)
+  return flags >>> 0
+}
+
 /** Encode a reply to `request` in `dialect`, with the attributes Postfix sends, in its order. */
 export function encodeReply(request: ProxyRequestName, dialect: Dialect, reply: ProxyReply): Buffer {
   const status = reply.status
-  const flags = reply.flags ?? 0
+  if (!(status in PROXY_STAT_NAME)) throw new AttrValueError(`reply status out of range: ${status}`)
+  const flags = dictFlagsWord(reply.flags ?? 0)
   const v2 = dialect === 'v2'
   switch (request) {
     case 'open':
@@ -143,7 +163,10 @@ export const PROTOCOL_ANNOUNCEMENT = encodeAttrs([[MAIL_ATTR.PROTO, 'proxymap_pr
 export function encodeRequest(req: ProxyRequest): Buffer {
   const fields = REQUEST_FIELDS[req.dialect][req.request]
   const attrs: [string, string | number][] = [[MAIL_ATTR.REQ, req.request]]
-  for (const [name, , from] of fields) attrs.push([name, req[from] as string | number])
+  for (const [name, kind, from] of fields) {
+    const value = req[from] as string | number
+    attrs.push([name, kind === 'int' && from !== 'func' ? dictFlagsWord(value as number) : value])
+  }
   return encodeAttrs(attrs)
 }
 
