@@ -4,6 +4,7 @@
 
 import {spawn} from 'node:child_process'
 import os from 'node:os'
+import {printableText} from './printable.js'
 
 export type Severity = 'info' | 'warning' | 'error' | 'fatal' | 'panic'
 
@@ -79,7 +80,11 @@ export class Logger {
   debug(text: string): void { if (this.verbose > 0) this.emit('info', text) }
 
   private emit(severity: Severity, text: string): void {
-    for (const sink of this.sinks) sink.write(severity, this.tag, text)
+    // As Postfix's msg_vprintf: no record carries a control character (a newline in a
+    // client's table name would forge a log line). Callers turn client bytes into text
+    // with printable().
+    const line = printableText(text)
+    for (const sink of this.sinks) sink.write(severity, this.tag, line)
   }
 }
 

@@ -6,8 +6,9 @@ import type net from 'node:net'
 import type {Logger} from '../log/logger.js'
 import {
   AttrDecoder, AttrFramingError, AttrLimits, AttrList, DEFAULT_ATTR_LIMITS, PROTOCOL_ANNOUNCEMENT,
-  PROXY_STAT, UNRECOGNIZED_REPLY, encodeReply, parseRequest,
+  MAIL_ATTR, PROXY_STAT, ProxyReply, UNRECOGNIZED_REPLY, encodeReply, parseRequest,
 } from '../protocol/index.js'
+import {printable} from '../log/printable.js'
 import {ClientSession, ProxymapService} from './proxymap-service.js'
 
 export interface ConnectionOptions {
@@ -22,6 +23,15 @@ export interface ConnectionOptions {
    * the whole process; we answer that request RETRY and keep serving the others.
    */
   daemonTimeoutMs?: number
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+/** The request name, for a log line about a message that could not be handled. */
+function requestName(message: AttrList): string {
+  return message[0]?.[0] === MAIL_ATTR.REQ ? message[0][1] : '(unknown)'
 }
 
 export function serveConnection(socket: net.Socket, service: ProxymapService, options: ConnectionOptions): void {
@@ -44,52 +54,78 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
     if (!closed) socket.write(bytes)
   }
 
+  // A defect met while handling a request (decode, dispatch, table, encode) ends this
+  // connection only, with one log line; the client reconnects as after any I/O error.
+  const fail = (what: string, err: unknown): void => {
+    if (closed) return
+    log.warning(`${what}: ${errorText(err)} -- closing the connection`)
+    close()
+  }
+
   const drain = (): void => {
     while (!busy && !closed && backlog.length > 0) {
       const message = backlog.shift()!
-      const parsed = parseRequest(message)
-      switch (parsed.kind) {
-        case 'garbage':
-          log.warning(`malformed request from client: ${parsed.reason} -- closing the connection`)
-          close()
-          return
-        case 'unrecognized':
-          log.warning(`unrecognized request: "${parsed.name}", ignored`)
-          send(UNRECOGNIZED_REPLY)
-          continue
-        case 'bad':
-          log.warning(`malformed ${parsed.request} request from client: ${parsed.reason}`)
-          send(encodeReply(parsed.request, parsed.dialect, {status: PROXY_STAT.BAD}))
-          continue
-        case 'ok': {
-          const req = parsed.request
-          if (parsed.unexpected !== undefined)
-            log.warning(`unexpected attribute ${parsed.unexpected} from client (expecting: (list terminator))`)
-          const reply = service.handle(req, session)
-          if (reply instanceof Promise) {
-            busy = true
-            let answered = false
-            const answer = (bytes: Buffer): void => {
-              if (answered) return
-              answered = true
-              clearTimeout(watchdog)
-              send(bytes)
-              busy = false
-              drain()
+      try {
+        if (!answerOne(message)) return
+      } catch (err) {
+        fail(`error handling ${printable(requestName(message))} request`, err)
+        return
+      }
+    }
+  }
+
+  /** Answer one message; false when the rest must wait (busy) or the connection ended. */
+  const answerOne = (message: AttrList): boolean => {
+    const parsed = parseRequest(message)
+    switch (parsed.kind) {
+      case 'garbage':
+        log.warning(`malformed request from client: ${printable(parsed.reason)} -- closing the connection`)
+        close()
+        return false
+      case 'unrecognized':
+        log.warning(`unrecognized request: "${printable(parsed.name)}", ignored`)
+        send(UNRECOGNIZED_REPLY)
+        return true
+      case 'bad':
+        log.warning(`malformed ${parsed.request} request from client: ${printable(parsed.reason)}`)
+        send(encodeReply(parsed.request, parsed.dialect, {status: PROXY_STAT.BAD}))
+        return true
+      case 'ok': {
+        const req = parsed.request
+        if (parsed.unexpected !== undefined)
+          log.warning(`unexpected attribute ${printable(parsed.unexpected)} from client (expecting: (list terminator))`)
+        const reply = service.handle(req, session)
+        if (reply instanceof Promise) {
+          busy = true
+          let answered = false
+          const table = printable(req.table)
+          // Runs later, outside drain's guard: its own failures end the connection here.
+          const answer = (reply: () => ProxyReply): void => {
+            if (answered) return
+            answered = true
+            clearTimeout(watchdog)
+            try {
+              send(encodeReply(req.request, req.dialect, reply()))
+            } catch (err) {
+              fail(`${req.request} ${table}: error sending the reply`, err)
+              return
             }
-            const watchdog = options.daemonTimeoutMs ? setTimeout(() => {
-              log.warning(`${req.request} ${req.table}: no answer within daemon_timeout (${options.daemonTimeoutMs! / 1000}s) -- replying RETRY`)
-              answer(encodeReply(req.request, req.dialect, {status: PROXY_STAT.RETRY}))
-            }, options.daemonTimeoutMs) : undefined
-            watchdog?.unref()
-            reply.then(r => answer(encodeReply(req.request, req.dialect, r)), (err: Error) => {
-              log.warning(`${req.request} ${req.table}: ${err.message}`)
-              answer(encodeReply(req.request, req.dialect, {status: PROXY_STAT.RETRY}))
-            })
-            return
+            busy = false
+            drain()
           }
-          send(encodeReply(req.request, req.dialect, reply))
+          const watchdog = options.daemonTimeoutMs ? setTimeout(() => {
+            log.warning(`${req.request} ${table}: no answer within daemon_timeout (${options.daemonTimeoutMs! / 1000}s) -- replying RETRY`)
+            answer(() => ({status: PROXY_STAT.RETRY}))
+          }, options.daemonTimeoutMs) : undefined
+          watchdog?.unref()
+          reply.then(r => answer(() => r), (err: unknown) => {
+            log.warning(`${req.request} ${table}: ${errorText(err)}`)
+            answer(() => ({status: PROXY_STAT.RETRY}))
+          })
+          return false
         }
+        send(encodeReply(req.request, req.dialect, reply))
+        return true
       }
     }
   }
@@ -99,9 +135,10 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
     try {
       messages = decoder.push(chunk)
     } catch (err) {
-      if (!(err instanceof AttrFramingError)) throw err
-      log.warning(`malformed request from client: ${err.message} -- closing the connection`)
-      close()
+      if (err instanceof AttrFramingError) {
+        log.warning(`malformed request from client: ${err.message} -- closing the connection`)
+        close()
+      } else fail('error reading a request', err)
       return
     }
     clearTimeout(stallTimer)

@@ -11,6 +11,7 @@ import type {TableRegistry} from '../tables/registry.js'
 import {stripProxyPrefixes} from '../util/postfix-strings.js'
 import {SequenceCursor, Table, TableError} from '../tables/table.js'
 import {SurrogateTable} from '../tables/surrogate.js'
+import {printable} from '../log/printable.js'
 
 export type ServiceKind = 'read' | 'write'
 
@@ -73,7 +74,7 @@ export class ProxymapService {
     for (const [cacheKey, entry] of this.open) {
       // Unavailable tables are retried when they are asked for (see find).
       if (entry.table instanceof SurrogateTable || !entry.table.changed?.()) continue
-      this.options.log.info(`table ${entry.name} has changed -- reopening`)
+      this.options.log.info(`table ${printable(entry.name)} has changed -- reopening`)
       this.open.delete(cacheKey)
       this.startOpen(cacheKey, entry.name, entry.openFlags, entry.dialect, entry.table, entry)
     }
@@ -87,7 +88,7 @@ export class ProxymapService {
       if (now - this.lastChangeCheck >= CHANGE_CHECK_INTERVAL_MS) this.checkForChangedTables(now)
     }
     if ((req.request === 'update' || req.request === 'delete') && kind === 'read') {
-      log.warning(`refusing ${req.table} ${req.request} request on non-proxywrite service`)
+      log.warning(`refusing ${printable(req.table)} ${req.request} request on non-proxywrite service`)
       return {status: PROXY_STAT.DENY}
     }
     const found = this.find(req)
@@ -102,7 +103,7 @@ export class ProxymapService {
     if (!name.includes(':')) return PROXY_STAT.BAD
     const {policy, log, kind} = this.options
     if (!policy.isApproved(kind, name)) {
-      for (const line of policy.denialLog(kind, name)) log.warning(line)
+      for (const line of policy.denialLog(kind, name)) log.warning(printable(line))
       return PROXY_STAT.DENY
     }
     // Legacy servers open with the whole flags word of whichever request came first and
@@ -120,7 +121,13 @@ export class ProxymapService {
       if (req.dialect === 'v2') ready.table.flags = ready.initialFlags
       return ready
     }
-    return this.opening.get(cacheKey) ?? this.startOpen(cacheKey, name, openFlags >>> 0, req.dialect)
+    const opening = this.opening.get(cacheKey)
+    if (opening) return opening
+    // Postfix's dict_open() panics here, so its client sees the connection end without a
+    // reply; we end only this connection (see connection.ts).
+    if ((openFlags & DICT_FLAG.LOCK) && (openFlags & DICT_FLAG.OPEN_LOCK))
+      throw new Error(`dict_open: attempt to open ${name} with both "open" lock and "access" lock`)
+    return this.startOpen(cacheKey, name, openFlags >>> 0, req.dialect)
   }
 
   private startOpen(cacheKey: string, name: string, openFlags: number, dialect: Dialect, replacing?: Table, changedFrom?: OpenTable): Promise<ProxyStatus | OpenTable> {
@@ -149,7 +156,7 @@ export class ProxymapService {
       return entry
     }, (err: Error): ProxyStatus => {
       this.opening.delete(cacheKey)
-      log.warning(`${name}: open error: ${err.message}`)
+      log.warning(`${printable(name)}: open error: ${err.message}`)
       return PROXY_STAT.RETRY
     })
     this.opening.set(cacheKey, pending)
@@ -162,8 +169,9 @@ export class ProxymapService {
     let extra = 0
     if (req.request === 'update') extra = DICT_FLAG.SYNC_UPDATE | DICT_FLAG.DUP_REPLACE
     else if (req.request === 'delete') extra = DICT_FLAG.SYNC_UPDATE
-    table.flags = req.dialect === 'v2' ? req.requestFlags | extra
-      : ((table.flags & ~DICT_FLAG_RQST_MASK) | (req.requestFlags & DICT_FLAG_RQST_MASK) | extra)
+    // Bitwise results are signed in JavaScript; dict->flags is Postfix's unsigned int.
+    table.flags = (req.dialect === 'v2' ? req.requestFlags | extra
+      : ((table.flags & ~DICT_FLAG_RQST_MASK) | (req.requestFlags & DICT_FLAG_RQST_MASK) | extra)) >>> 0
     try {
       switch (req.request) {
         case 'lookup': {
@@ -208,13 +216,13 @@ export class ProxymapService {
   private errorReply(table: Table, operation: string, err: unknown): ProxyReply {
     if (err instanceof TableError) return {status: err.kind === 'retry' ? PROXY_STAT.RETRY : PROXY_STAT.CONFIG, flags: table.flags}
     // A defect or an unexpected backend failure: keep serving, tell the client to retry.
-    this.options.log.warning(`${table.type}:${table.name}: ${operation} error: ${(err as Error)?.message ?? String(err)}`)
+    this.options.log.warning(`${printable(`${table.type}:${table.name}`)}: ${operation} error: ${(err as Error)?.message ?? String(err)}`)
     return {status: PROXY_STAT.RETRY, flags: table.flags}
   }
 
   /** Postfix's proxymap dies here ("operation is not supported"); we log it and answer CONFIG. */
   private unsupported(table: Table, operation: string): ProxyReply {
-    this.options.log.error(`table ${table.type}:${table.name}: ${operation} operation is not supported`)
+    this.options.log.error(`table ${printable(`${table.type}:${table.name}`)}: ${operation} operation is not supported`)
     return {status: PROXY_STAT.CONFIG, flags: table.flags}
   }
 }
