@@ -52,6 +52,7 @@ import * as fsp from 'node:fs/promises'
 import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
+import {after} from 'node:test'
 import {fileURLToPath} from 'node:url'
 
 import {
@@ -1132,6 +1133,22 @@ proxymap  unix  -       -       n       -       -       proxymap
 proxywrite unix -       -       n       -       1       proxymap
 postlog   unix-dgram n  -       n       -       1       postlogd
 `
+
+/**
+ * For test files that make instances as they go: `instance(version, prefix)` creates one,
+ * and every one made is destroyed when the file's tests are over.
+ */
+export function instancesDestroyedAfterTests(): (version: PostfixVersion, prefix: string) => Promise<PostfixInstance> {
+  const made: PostfixInstance[] = []
+  after(async () => {
+    for (const pf of made) await pf.destroy()
+  })
+  return async (version, prefix) => {
+    const pf = await createPostfixInstance({version, prefix})
+    made.push(pf)
+    return pf
+  }
+}
 
 /** Creates and initializes a private Postfix instance (nothing is started yet). */
 export async function createPostfixInstance(options: PostfixInstanceOptions = {}): Promise<PostfixInstance> {

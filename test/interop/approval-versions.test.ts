@@ -13,24 +13,15 @@
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
-import {after, describe, test} from 'node:test'
+import {describe, test} from 'node:test'
 import {AccessPolicy, type ProxyService} from '../../src/lib/access/index.js'
 import {approvalRulesFor, loadMainConfig, type PostfixVersion} from '../../src/lib/config/index.js'
 import {
-  DEPRECATION_WARNINGS, PROJECT_BIN, PROJECT_ROOT, POSTFIX_SBIN, createPostfixInstance, postfixVersionUnavailable, runCommand,
-  sleep, waitFor, type PostfixInstance, type RunResult,
+  DEPRECATION_WARNINGS, PROJECT_BIN, PROJECT_ROOT, POSTFIX_SBIN, postfixVersionUnavailable, runCommand,
+  instancesDestroyedAfterTests, sleep, waitFor, type PostfixInstance, type RunResult,
 } from '../helpers/postfix.js'
 
-const instances: PostfixInstance[] = []
-after(async () => {
-  for (const pf of instances) await pf.destroy()
-})
-
-async function instance(version: PostfixVersion, prefix: string): Promise<PostfixInstance> {
-  const pf = await createPostfixInstance({version, prefix})
-  instances.push(pf)
-  return pf
-}
+const instance = instancesDestroyedAfterTests()
 
 /** The tables the probes use, with a key each and its value. */
 interface Layout {

@@ -3,9 +3,9 @@
 // nothing either (and may close). After every case the server still serves.
 
 import assert from 'node:assert/strict'
-import net from 'node:net'
 import {after, before, test} from 'node:test'
 import {PostfixInstance, createPostfixInstance, requirePostfix} from '../helpers/postfix.js'
+import {rawExchange} from '../helpers/raw-exchange.js'
 
 const ANNOUNCEMENT = Buffer.from('protocol\0proxymap_protocol\0\0', 'latin1')
 
@@ -18,24 +18,7 @@ interface Exchange {
 }
 
 function exchange(socketPath: string, payload: Buffer, waitMs = 400): Promise<Exchange> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    let closed = false
-    const s = net.createConnection({path: socketPath})
-    s.on('data', c => chunks.push(c))
-    let connected = false
-    s.on('error', err => { closed = true; if (!connected) reject(err) })
-    s.on('close', () => { closed = true })
-    s.once('connect', () => {
-      connected = true
-      s.write(payload)
-      setTimeout(() => {
-        const all = Buffer.concat(chunks)
-        s.destroy()
-        resolve({announcement: all.subarray(0, ANNOUNCEMENT.length), reply: all.subarray(ANNOUNCEMENT.length), closed})
-      }, waitMs)
-    })
-  })
+  return rawExchange(socketPath, payload, ANNOUNCEMENT.length, waitMs)
 }
 
 const b = (s: string) => Buffer.from(s, 'latin1')

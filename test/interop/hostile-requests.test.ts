@@ -5,9 +5,9 @@
 // no crash. A table name with a newline is logged as Postfix logs it.
 
 import assert from 'node:assert/strict'
-import net from 'node:net'
 import {after, test} from 'node:test'
 import {PostfixInstance, createPostfixInstance, postfixVersionUnavailable, requirePostfix, sleep} from '../helpers/postfix.js'
+import {rawExchange} from '../helpers/raw-exchange.js'
 
 const ANNOUNCEMENT_BYTES = 28
 const TABLE = 'inline:{a=1,b=2}'
@@ -15,24 +15,9 @@ const b = (s: string): Buffer => Buffer.from(s, 'latin1')
 
 interface Exchange {reply: string; closed: boolean}
 
-function exchange(socketPath: string, payload: Buffer, waitMs = 400): Promise<Exchange> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    let closed = false
-    let connected = false
-    const s = net.createConnection({path: socketPath})
-    s.on('data', c => chunks.push(c))
-    s.on('error', err => { closed = true; if (!connected) reject(err) })
-    s.on('close', () => { closed = true })
-    s.once('connect', () => {
-      connected = true
-      s.write(payload)
-      setTimeout(() => {
-        s.destroy()
-        resolve({reply: Buffer.concat(chunks).subarray(ANNOUNCEMENT_BYTES).toString('latin1'), closed})
-      }, waitMs)
-    })
-  })
+async function exchange(socketPath: string, payload: Buffer, waitMs = 400): Promise<Exchange> {
+  const {reply, closed} = await rawExchange(socketPath, payload, ANNOUNCEMENT_BYTES, waitMs)
+  return {reply: reply.toString('latin1'), closed}
 }
 
 const legacyOpen = (flags: string) => b(`request\0open\0table\0${TABLE}\0flags\0${flags}\0\0`)

@@ -6,23 +6,14 @@
 // same. Then one serve answers 3.7 and 3.11 clients at the same time.
 
 import assert from 'node:assert/strict'
-import {after, test} from 'node:test'
-import {POSTMAP, PostfixInstance, PostfixVersion, RunResult, createPostfixInstance, runCommand} from '../helpers/postfix.js'
+import {test} from 'node:test'
+import {POSTMAP, RunResult, instancesDestroyedAfterTests, runCommand} from '../helpers/postfix.js'
 import {startWireRecorder} from '../helpers/wire-recorder.js'
 
 const SOURCE = 'alice@example.com alice-box\nBob@Example.com bob box\ncarol carol@example.org\nécole école-box\nÉCOLE upper\n'
 const KEYS = 'alice@example.com\nBOB@EXAMPLE.COM\nbob@example.com\nCarol\nx\n10.1.2.3\nÉcole\nécole\n'
 
-const instances: PostfixInstance[] = []
-after(async () => {
-  for (const pf of instances) await pf.destroy()
-})
-
-async function instance(version: PostfixVersion, prefix: string): Promise<PostfixInstance> {
-  const pf = await createPostfixInstance({version, prefix})
-  instances.push(pf)
-  return pf
-}
+const instance = instancesDestroyedAfterTests()
 
 interface Step {label: string; run: () => Promise<RunResult>}
 
