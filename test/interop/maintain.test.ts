@@ -284,8 +284,10 @@ test('postscreen-style cache cleanup through our proxywrite: sequence with delet
   await pf.startOurs()
   const connection = await ServiceConnection.connect(pf.socketPath('proxywrite'), {timeoutMs: 10_000})
   try {
-    // Postscreen's dict_cache flags; updates and deletes get SYNC_UPDATE from the server.
-    const flags = DICT_FLAG.LOCK | DICT_FLAG.DUP_REPLACE | DICT_FLAG.OPEN_LOCK
+    // What postscreen's dict_cache sends through a 3.7 proxy: its open flags DUP_REPLACE,
+    // OPEN_LOCK and UTF8_REQUEST (never LOCK with OPEN_LOCK: Postfix panics on both);
+    // updates and deletes get SYNC_UPDATE from the server.
+    const flags = DICT_FLAG.DUP_REPLACE | DICT_FLAG.OPEN_LOCK | DICT_FLAG.UTF8_REQUEST
     for (const table of names) {
       const seen: string[] = []
       for (let func = 0; ; func = 1) {
