@@ -98,7 +98,6 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
         if (reply instanceof Promise) {
           busy = true
           let answered = false
-          const table = printable(req.table)
           // Runs later, outside drain's guard: its own failures end the connection here.
           const answer = (reply: () => ProxyReply): void => {
             if (answered) return
@@ -107,19 +106,19 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
             try {
               send(encodeReply(req.request, req.dialect, reply()))
             } catch (err) {
-              fail(`${req.request} ${table}: error sending the reply`, err)
+              fail(`${req.request} ${printable(req.table)}: error sending the reply`, err)
               return
             }
             busy = false
             drain()
           }
           const watchdog = options.daemonTimeoutMs ? setTimeout(() => {
-            log.warning(`${req.request} ${table}: no answer within daemon_timeout (${options.daemonTimeoutMs! / 1000}s) -- replying RETRY`)
+            log.warning(`${req.request} ${printable(req.table)}: no answer within daemon_timeout (${options.daemonTimeoutMs! / 1000}s) -- replying RETRY`)
             answer(() => ({status: PROXY_STAT.RETRY}))
           }, options.daemonTimeoutMs) : undefined
           watchdog?.unref()
           reply.then(r => answer(() => r), (err: unknown) => {
-            log.warning(`${req.request} ${table}: ${errorText(err)}`)
+            log.warning(`${req.request} ${printable(req.table)}: ${errorText(err)}`)
             answer(() => ({status: PROXY_STAT.RETRY}))
           })
           return false

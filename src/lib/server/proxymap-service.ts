@@ -38,6 +38,9 @@ interface OpenTable {
   dialect: Dialect
 }
 
+/** The Postfix release whose table behaviour each dialect's clients expect. */
+const RELEASE_OF_DIALECT: Record<Dialect, readonly [number, number]> = {legacy: [3, 7], v2: [3, 11]}
+
 /** How often, at most, a busy connection makes the read-only service look for changed files. */
 const CHANGE_CHECK_INTERVAL_MS = 200
 
@@ -76,7 +79,7 @@ export class ProxymapService {
       if (entry.table instanceof SurrogateTable || !entry.table.changed?.()) continue
       this.options.log.info(`table ${printable(entry.name)} has changed -- reopening`)
       this.open.delete(cacheKey)
-      this.startOpen(cacheKey, entry.name, entry.openFlags, entry.dialect, entry.table, entry)
+      this.startOpen(cacheKey, entry.name, entry.openFlags, entry.dialect, entry)
     }
   }
 
@@ -115,7 +118,7 @@ export class ProxymapService {
     if (ready?.table instanceof SurrogateTable && ready.table.changed()) {
       // The file may have appeared or been repaired since: try the real table again.
       this.open.delete(cacheKey)
-      return this.startOpen(cacheKey, name, openFlags >>> 0, req.dialect, ready.table)
+      return this.startOpen(cacheKey, name, openFlags >>> 0, req.dialect, ready)
     }
     if (ready) {
       if (req.dialect === 'v2') ready.table.flags = ready.initialFlags
@@ -130,7 +133,9 @@ export class ProxymapService {
     return this.startOpen(cacheKey, name, openFlags >>> 0, req.dialect)
   }
 
-  private startOpen(cacheKey: string, name: string, openFlags: number, dialect: Dialect, replacing?: Table, changedFrom?: OpenTable): Promise<ProxyStatus | OpenTable> {
+  /** `previous`: the instance this one replaces (a changed table, or an unavailable one tried again). */
+  private startOpen(cacheKey: string, name: string, openFlags: number, dialect: Dialect, previous?: OpenTable): Promise<ProxyStatus | OpenTable> {
+    const replacing = previous?.table
     const {registry, config, kind} = this.options
     const log = this.options.log
     // Postfix logs why a table is unavailable once, when it opens it; a retry that fails
@@ -138,17 +143,17 @@ export class ProxymapService {
     const openLog = replacing instanceof SurrogateTable
       ? {info: (m: string) => log.info(m), warning: (m: string) => log.warning(m), error: (m: string) => { if (m !== replacing.reason) log.error(m) }}
       : log
-    const pending = registry.open(name, {mode: kind, dictFlags: openFlags, config, log: openLog, postfixRelease: dialect === 'v2' ? [3, 11] : [3, 7]}).then(table => {
+    const pending = registry.open(name, {mode: kind, dictFlags: openFlags, config, log: openLog, postfixRelease: RELEASE_OF_DIALECT[dialect]}).then(table => {
       // 3.11's dict_surrogate() adds DICT_FLAG_SURROGATE, which its dict.h defines as
       // (1<22): 1, the DUP_WARN bit. 3.7's adds nothing but PATTERN.
       if (dialect === 'v2' && table instanceof SurrogateTable) table.flags = (table.flags | DICT_FLAG.DUP_WARN) >>> 0
       const entry: OpenTable = {table, initialFlags: table.flags, name, openFlags, dialect}
-      if (changedFrom) {
+      if (previous && !(replacing instanceof SurrogateTable)) {
         // Reopened in place where Postfix keeps one instance for its life: the instance's
         // flags (what lookups taught it, the last request's) carry over, so that clients
         // cannot tell.
-        entry.initialFlags = changedFrom.initialFlags
-        table.flags = dialect === 'v2' ? entry.initialFlags : changedFrom.table.flags
+        entry.initialFlags = previous.initialFlags
+        table.flags = dialect === 'v2' ? entry.initialFlags : previous.table.flags
       }
       this.open.set(cacheKey, entry)
       this.opening.delete(cacheKey)
