@@ -14,6 +14,8 @@ import {
   BUILT_SERVE_COMMAND,
   PROJECT_ROOT,
   createPostfixInstance,
+  pidAlive,
+  processesUnder,
   requirePostfix,
   type PostfixInstance,
 } from '../helpers/postfix.js'
@@ -82,36 +84,6 @@ function standInCommand(tableFile: string) {
     inst.socketPath('proxymap'),
     inst.socketPath('proxywrite'),
   ]
-}
-
-/** Alive and not a zombie (a zombie has no exe link). */
-function pidAlive(pid: number): boolean {
-  try {
-    fs.readlinkSync(`/proc/${pid}/exe`)
-    return true
-  } catch {
-    return false
-  }
-}
-
-/** Every live process whose cwd or executable lies inside dir. */
-function processesUnder(dir: string): number[] {
-  const found: number[] = []
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue
-    for (const link of ['cwd', 'exe']) {
-      try {
-        const target = fs.readlinkSync(`/proc/${e}/${link}`)
-        if (target === dir || target.startsWith(`${dir}/`)) {
-          found.push(Number(e))
-          break
-        }
-      } catch {
-        // gone or not ours to read
-      }
-    }
-  }
-  return found
 }
 
 describe('test/helpers/postfix.ts', () => {
