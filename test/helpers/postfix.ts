@@ -553,6 +553,13 @@ export interface PostfixInstanceOptions {
   prefix?: string
   /** Keep the directory on destroy() (also PFX_KEEP=1). */
   keep?: boolean
+  /**
+   * maxproc of the proxymap service (default '-', master's default_process_limit). 1 makes
+   * every client meet the same proxymap process and so the same open table instances, as
+   * with one proxymap serve: a second process opens its tables afresh and answers their
+   * flags as a first open does.
+   */
+  proxymapProcesses?: number
 }
 
 const liveInstances = new Set<Instance>()
@@ -673,7 +680,7 @@ class Instance implements PostfixInstance {
     await mkdir(path.join(this.spool, 'public'), 0o2710, uid, postdropGid)
     await mkdir(this.data, 0o700, uid, 0)
     await this.writeFile(path.join(this.etc, 'main.cf'), this.mainCf(), {owner: 'root', mode: 0o644})
-    await this.writeFile(path.join(this.etc, 'master.cf'), MASTER_CF, {owner: 'root', mode: 0o644})
+    await this.writeFile(path.join(this.etc, 'master.cf'), masterCf(this.options.proxymapProcesses), {owner: 'root', mode: 0o644})
     await this.writeFile(this.maillogPath, '', {owner: 'root', mode: 0o644})
     // proxymap runs as postfix and opens config and tables by absolute path (and so may our
     // server on the host, for an instance in a root too).
@@ -1128,8 +1135,8 @@ proxy_write_maps =
   }
 }
 
-const MASTER_CF = `# service type  private unpriv  chroot  wakeup  maxproc command + args
-proxymap  unix  -       -       n       -       -       proxymap
+const masterCf = (proxymapProcesses?: number): string => `# service type  private unpriv  chroot  wakeup  maxproc command + args
+proxymap  unix  -       -       n       -       ${String(proxymapProcesses ?? '-').padEnd(7)} proxymap
 proxywrite unix -       -       n       -       1       proxymap
 postlog   unix-dgram n  -       n       -       1       postlogd
 `
@@ -1138,13 +1145,13 @@ postlog   unix-dgram n  -       n       -       1       postlogd
  * For test files that make instances as they go: `instance(version, prefix)` creates one,
  * and every one made is destroyed when the file's tests are over.
  */
-export function instancesDestroyedAfterTests(): (version: PostfixVersion, prefix: string) => Promise<PostfixInstance> {
+export function instancesDestroyedAfterTests(): (version: PostfixVersion, prefix: string, options?: PostfixInstanceOptions) => Promise<PostfixInstance> {
   const made: PostfixInstance[] = []
   after(async () => {
     for (const pf of made) await pf.destroy()
   })
-  return async (version, prefix) => {
-    const pf = await createPostfixInstance({version, prefix})
+  return async (version, prefix, options = {}) => {
+    const pf = await createPostfixInstance({...options, version, prefix})
     made.push(pf)
     return pf
   }

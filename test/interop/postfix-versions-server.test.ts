@@ -19,7 +19,11 @@ interface Step {label: string; run: () => Promise<RunResult>}
 
 for (const version of ['3.10', '3.11'] as const) {
   test(`real Postfix ${version} clients get from proxymap serve the bytes ${version}'s proxymap sends`, async () => {
-    const server = await instance(version, `pm-srv${version}-`)
+    // One proxymap process for the whole session, as one serve: with several (or one that
+    // retires after max_use clients or max_idle seconds), which process a client meets, and
+    // so whether its open reply shows a fresh instance's flags, depends on timing.
+    const server = await instance(version, `pm-srv${version}-`,
+      {proxymapProcesses: 1, main: {max_use: '100000', max_idle: '3600'}})
     const client = await instance(version, `pm-srv${version}-client-`)
     const read = new Map<string, string>()
     read.set('texthash', await server.createTable('texthash', 'th', SOURCE, {build: false}))
