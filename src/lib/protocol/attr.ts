@@ -79,8 +79,10 @@ export function encodeAttrs(attrs: ReadonlyArray<readonly [string, string | numb
  * it returns each complete attribute list once its terminating NUL has arrived.
  */
 export class AttrDecoder {
-  private pending: Buffer[] = []
-  private pendingBytes = 0
+  // The unfinished string, in one buffer that doubles as needed: a peer that sends one
+  // byte per write costs its bytes, not a Buffer object per byte.
+  private partial: Buffer = Buffer.alloc(0)
+  private partialBytes = 0
   private current: Attr[] = []
   private name: string | null = null
   private messageBytes = 0
@@ -89,7 +91,12 @@ export class AttrDecoder {
 
   /** True when part of a message has been received but not its end. */
   get midMessage(): boolean {
-    return this.pendingBytes > 0 || this.current.length > 0 || this.name !== null
+    return this.partialBytes > 0 || this.current.length > 0 || this.name !== null
+  }
+
+  /** Bytes of the unfinished message held here (for the server's memory accounting). */
+  get bufferedBytes(): number {
+    return this.messageBytes + this.partialBytes
   }
 
   /** Decode as many complete messages as `chunk` finishes. Throws AttrFramingError on abuse. */
@@ -119,31 +126,40 @@ export class AttrDecoder {
       }
     }
     if (start < chunk.length) {
-      const rest = chunk.subarray(start)
-      this.pendingBytes += rest.length
-      if (this.pendingBytes > this.limits.maxStringBytes)
+      const restBytes = chunk.length - start
+      if (this.partialBytes + restBytes > this.limits.maxStringBytes)
         throw new AttrFramingError(`attribute longer than ${this.limits.maxStringBytes} bytes`)
-      this.messageBytes += rest.length
-      this.checkMessageSize()
-      this.messageBytes -= rest.length // counted again when the string completes
-      this.pending.push(Buffer.from(rest))
+      if (this.messageBytes + this.partialBytes + restBytes > this.limits.maxMessageBytes)
+        throw new AttrFramingError(`message longer than ${this.limits.maxMessageBytes} bytes`)
+      this.keepPartial(chunk, start, chunk.length)
     }
     return messages
   }
 
+  private keepPartial(chunk: Buffer, start: number, end: number): void {
+    const needed = this.partialBytes + (end - start)
+    if (needed > this.partial.length) {
+      const grown = Buffer.allocUnsafe(Math.min(Math.max(needed, this.partial.length * 2, 256), this.limits.maxStringBytes))
+      this.partial.copy(grown, 0, 0, this.partialBytes)
+      this.partial = grown
+    }
+    chunk.copy(this.partial, this.partialBytes, start, end)
+    this.partialBytes = needed
+  }
+
   private takeString(chunk: Buffer, start: number, end: number): string {
-    if (this.pendingBytes === 0) {
+    if (this.partialBytes === 0) {
       if (end - start > this.limits.maxStringBytes)
         throw new AttrFramingError(`attribute longer than ${this.limits.maxStringBytes} bytes`)
       return chunk.toString('latin1', start, end)
     }
-    this.pending.push(chunk.subarray(start, end))
-    const joined = Buffer.concat(this.pending)
-    this.pending = []
-    this.pendingBytes = 0
-    if (joined.length > this.limits.maxStringBytes)
+    if (this.partialBytes + (end - start) > this.limits.maxStringBytes)
       throw new AttrFramingError(`attribute longer than ${this.limits.maxStringBytes} bytes`)
-    return joined.toString('latin1')
+    const text = this.partial.toString('latin1', 0, this.partialBytes) + chunk.toString('latin1', start, end)
+    this.partialBytes = 0
+    // A long string's buffer is not kept for the rest of the connection.
+    if (this.partial.length > 4096) this.partial = Buffer.alloc(0)
+    return text
   }
 
   private checkMessageSize(): void {
