@@ -1,6 +1,12 @@
 // One client connection: announce the protocol, decode requests as they arrive, answer
 // each in order, in the dialect it was asked in. Malformed input gets Postfix's reply
 // (BAD) where Postfix has one, and a clean close where Postfix would lose the thread.
+//
+// Flow control, as Postfix's one-request-at-a-time loop has by nature: the connection is
+// not read while a request waits for its table with others queued behind it, nor while the
+// client leaves more than OUTPUT_HIGH_WATER bytes of replies unread; the kernel's socket
+// buffers then make the client wait. A client that half-closes after its requests gets
+// every answer, then the end of the stream (the server socket must allow half-open).
 
 import type net from 'node:net'
 import type {Logger} from '../log/logger.js'
@@ -9,7 +15,11 @@ import {
   MAIL_ATTR, PROXY_STAT, ProxyReply, UNRECOGNIZED_REPLY, encodeReply, parseRequest,
 } from '../protocol/index.js'
 import {printable} from '../log/printable.js'
+import type {BudgetHolder, InputBudget} from './input-budget.js'
 import {ClientSession, ProxymapService} from './proxymap-service.js'
+
+/** Unread reply bytes at which reading stops until the client catches up. */
+export const OUTPUT_HIGH_WATER = 64 * 1024
 
 export interface ConnectionOptions {
   log: Logger
@@ -23,6 +33,8 @@ export interface ConnectionOptions {
    * the whole process; we answer that request RETRY and keep serving the others.
    */
   daemonTimeoutMs?: number
+  /** The limit on unfinished request bytes shared by all connections. */
+  budget?: InputBudget
 }
 
 function errorText(err: unknown): string {
@@ -41,17 +53,44 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
   const backlog: AttrList[] = []
   let busy = false
   let closed = false
+  let inputEnded = false
   let stallTimer: NodeJS.Timeout | undefined
+  const {budget} = options
+  const holder: BudgetHolder = {
+    evict: reason => {
+      log.warning(`${reason} -- closing the connection`)
+      close()
+    },
+  }
 
   const close = (): void => {
     if (closed) return
     closed = true
     clearTimeout(stallTimer)
+    budget?.release(holder)
+    session.close()
     socket.destroy()
   }
 
   const send = (bytes: Buffer): void => {
     if (!closed) socket.write(bytes)
+  }
+
+  const updateFlow = (): void => {
+    if (closed) return
+    if (inputEnded) {
+      if (!busy && backlog.length === 0) {
+        // Every complete request is answered; end() sends the FIN after the replies.
+        closed = true
+        budget?.release(holder)
+        session.close()
+        socket.end()
+      }
+      return
+    }
+    const hold = (busy && backlog.length > 0) || socket.writableLength > OUTPUT_HIGH_WATER
+    if (hold) socket.pause()
+    else if (socket.isPaused()) socket.resume()
   }
 
   // A defect met while handling a request (decode, dispatch, table, encode) ends this
@@ -66,12 +105,13 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
     while (!busy && !closed && backlog.length > 0) {
       const message = backlog.shift()!
       try {
-        if (!answerOne(message)) return
+        if (!answerOne(message)) break
       } catch (err) {
         fail(`error handling ${printable(requestName(message))} request`, err)
         return
       }
     }
+    updateFlow()
   }
 
   /** Answer one message; false when the rest must wait (busy) or the connection ended. */
@@ -141,6 +181,8 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
       return
     }
     clearTimeout(stallTimer)
+    budget?.hold(holder, decoder.bufferedBytes)
+    if (closed) return
     if (decoder.midMessage) {
       stallTimer = setTimeout(() => {
         log.warning('timeout on client connection while reading a request -- closing the connection')
@@ -153,11 +195,21 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
       drain()
     }
   })
+  socket.on('drain', updateFlow)
+  // The client will send no more: answer what is complete, then end our side too. An
+  // unfinished request at that point is dropped, as Postfix's attr_scan() fails on EOF.
+  socket.on('end', () => {
+    inputEnded = true
+    clearTimeout(stallTimer)
+    updateFlow()
+  })
   // A client that vanishes is routine (postmap exits after its last lookup).
   socket.on('error', () => close())
   socket.on('close', () => {
     closed = true
     clearTimeout(stallTimer)
+    budget?.release(holder)
+    session.close()
     options.onClose?.()
   })
   socket.write(PROTOCOL_ANNOUNCEMENT)
