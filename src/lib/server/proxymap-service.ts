@@ -21,12 +21,40 @@ export interface ProxymapServiceOptions {
   registry: TableRegistry
   config: MainConfig
   log: Logger
+  /**
+   * An instance no request has used for this long is closed (the next request opens it
+   * again), as Postfix's proxymap process exits after max_idle. Default: max_idle.
+   */
+  idleReleaseMs?: number
 }
 
 /** Per-connection state: each client has its own sequence cursors. */
 export class ClientSession {
   readonly cursors = new Map<Table, SequenceCursor>()
+  /** Instances this client has a cursor in: kept open until the client goes. */
+  private readonly sequencing = new Set<OpenTable>()
+
+  /** @internal */
+  holdForSequence(entry: OpenTable): void {
+    if (this.sequencing.has(entry)) return
+    this.sequencing.add(entry)
+    entry.users++
+  }
+
+  /** The client is gone: its cursors no longer keep instances open. */
+  close(): void {
+    for (const entry of this.sequencing) releaseUse(entry)
+    this.sequencing.clear()
+    this.cursors.clear()
+  }
 }
+
+/**
+ * At most this many instances of one table name stay open (Postfix opens one per distinct
+ * instance flags, without limit, and sheds them when the process retires); beyond it the
+ * least recently used idle one is closed.
+ */
+export const MAX_INSTANCES_PER_NAME = 8
 
 interface OpenTable {
   table: Table
@@ -36,6 +64,28 @@ interface OpenTable {
   name: string
   openFlags: number
   dialect: Dialect
+  /** Requests in progress and clients with a cursor: the table is not closed under them. */
+  users: number
+  lastUsed: number
+  /** Replaced or released: closed as soon as no one uses it. */
+  retired: boolean
+}
+
+function closeTable(table: Table): void {
+  try {
+    Promise.resolve(table.close?.()).catch(() => undefined)
+  } catch { /* a table that cannot close cleanly is dropped all the same */ }
+}
+
+function releaseUse(entry: OpenTable): void {
+  entry.users--
+  if (entry.users === 0 && entry.retired) closeTable(entry.table)
+}
+
+function retire(entry: OpenTable): void {
+  if (entry.retired) return
+  entry.retired = true
+  if (entry.users === 0) closeTable(entry.table)
 }
 
 /** The Postfix release whose table behaviour each dialect's clients expect. */
@@ -54,8 +104,18 @@ export class ProxymapService {
   private readonly open = new Map<string, OpenTable>()
   private readonly opening = new Map<string, Promise<ProxyStatus | OpenTable>>()
   private lastChangeCheck = 0
+  private lastIdleSweep = Date.now()
+  private readonly idleReleaseMs: number
+  private idleSweeper: NodeJS.Timeout | undefined
 
-  constructor(private readonly options: ProxymapServiceOptions) {}
+  constructor(private readonly options: ProxymapServiceOptions) {
+    this.idleReleaseMs = options.idleReleaseMs ?? Infinity
+  }
+
+  /** How many instances are open (for tests and status). */
+  get openInstances(): number {
+    return this.open.size
+  }
 
   get kind(): ServiceKind {
     return this.options.kind
@@ -83,21 +143,74 @@ export class ProxymapService {
     }
   }
 
+  /** Close the instances no request has used for idleReleaseMs. */
+  releaseIdleTables(now = Date.now()): void {
+    this.lastIdleSweep = now
+    for (const [cacheKey, entry] of this.open) {
+      if (entry.users > 0 || now - entry.lastUsed < this.idleReleaseMs) continue
+      this.open.delete(cacheKey)
+      retire(entry)
+    }
+    if (this.open.size === 0) {
+      clearInterval(this.idleSweeper)
+      this.idleSweeper = undefined
+    }
+  }
+
+  /** A quiet server sheds its idle instances too, not only one that is asked things. */
+  private sweepWhileOpen(): void {
+    if (this.idleSweeper || !Number.isFinite(this.idleReleaseMs)) return
+    this.idleSweeper = setInterval(() => this.releaseIdleTables(), this.sweepIntervalMs())
+    this.idleSweeper.unref()
+  }
+
+  private sweepIntervalMs(): number {
+    return Math.max(Math.min(this.idleReleaseMs / 2, 10_000), 50)
+  }
+
+  /** Room for one more instance of `name`: the least recently used idle ones beyond the cap go. */
+  private makeRoomFor(name: string): void {
+    const same = [...this.open].filter(([, e]) => e.name === name)
+    if (same.length < MAX_INSTANCES_PER_NAME) return
+    const idle = same.filter(([, e]) => e.users === 0).sort((a, b) => a[1].lastUsed - b[1].lastUsed)
+    for (const [cacheKey, entry] of idle.slice(0, same.length - MAX_INSTANCES_PER_NAME + 1)) {
+      this.open.delete(cacheKey)
+      retire(entry)
+    }
+  }
+
   /** Answer one parsed request. Synchronous when the table answers synchronously. */
   handle(req: ProxyRequest, session: ClientSession): Outcome<ProxyReply> {
     const {log, kind} = this.options
-    if (kind === 'read') {
-      const now = Date.now()
-      if (now - this.lastChangeCheck >= CHANGE_CHECK_INTERVAL_MS) this.checkForChangedTables(now)
-    }
+    const now = Date.now()
+    if (kind === 'read' && now - this.lastChangeCheck >= CHANGE_CHECK_INTERVAL_MS) this.checkForChangedTables(now)
+    if (now - this.lastIdleSweep >= this.sweepIntervalMs()) this.releaseIdleTables(now)
     if ((req.request === 'update' || req.request === 'delete') && kind === 'read') {
       log.warning(`refusing ${printable(req.table)} ${req.request} request on non-proxywrite service`)
       return {status: PROXY_STAT.DENY}
     }
     const found = this.find(req)
     if (typeof found === 'number') return {status: found}
-    if (isPromise(found)) return found.then(f => typeof f === 'number' ? {status: f} : this.apply(req, f, session))
-    return this.apply(req, found, session)
+    if (isPromise(found)) return found.then(f => typeof f === 'number' ? {status: f} : this.applyInUse(req, f, session))
+    return this.applyInUse(req, found, session)
+  }
+
+  /** apply(), with the instance marked in use until the outcome is known. */
+  private applyInUse(req: ProxyRequest, entry: OpenTable, session: ClientSession): Outcome<ProxyReply> {
+    entry.users++
+    entry.lastUsed = Date.now()
+    let outcome: Outcome<ProxyReply>
+    try {
+      outcome = this.apply(req, entry, session)
+    } catch (err) {
+      releaseUse(entry)
+      throw err
+    }
+    if (!isPromise(outcome)) {
+      releaseUse(entry)
+      return outcome
+    }
+    return outcome.finally(() => releaseUse(entry))
   }
 
   /** Postfix's proxy_map_find: canonical name, approval, one shared instance per name and instance flags. */
@@ -130,6 +243,7 @@ export class ProxymapService {
     // reply; we end only this connection (see connection.ts).
     if ((openFlags & DICT_FLAG.LOCK) && (openFlags & DICT_FLAG.OPEN_LOCK))
       throw new Error(`dict_open: attempt to open ${name} with both "open" lock and "access" lock`)
+    this.makeRoomFor(name)
     return this.startOpen(cacheKey, name, openFlags >>> 0, req.dialect)
   }
 
@@ -147,7 +261,7 @@ export class ProxymapService {
       // 3.11's dict_surrogate() adds DICT_FLAG_SURROGATE, which its dict.h defines as
       // (1<22): 1, the DUP_WARN bit. 3.7's adds nothing but PATTERN.
       if (dialect === 'v2' && table instanceof SurrogateTable) table.flags = (table.flags | DICT_FLAG.DUP_WARN) >>> 0
-      const entry: OpenTable = {table, initialFlags: table.flags, name, openFlags, dialect}
+      const entry: OpenTable = {table, initialFlags: table.flags, name, openFlags, dialect, users: 0, lastUsed: Date.now(), retired: false}
       if (previous && !(replacing instanceof SurrogateTable)) {
         // Reopened in place where Postfix keeps one instance for its life: the instance's
         // flags (what lookups taught it, the last request's) carry over, so that clients
@@ -157,7 +271,8 @@ export class ProxymapService {
       }
       this.open.set(cacheKey, entry)
       this.opening.delete(cacheKey)
-      if (replacing) Promise.resolve(replacing.close?.()).catch(() => undefined)
+      this.sweepWhileOpen()
+      if (previous) retire(previous)
       return entry
     }, (err: Error): ProxyStatus => {
       this.opening.delete(cacheKey)
@@ -197,6 +312,7 @@ export class ProxymapService {
           if (!table.sequence) return this.unsupported(table, 'sequence')
           let cursor = session.cursors.get(table)
           if (!cursor) session.cursors.set(table, cursor = {})
+          session.holdForSequence(entry)
           const item = table.sequence(req.func === 0 ? 'first' : 'next', cursor)
           return isPromise(item) ? item.then(i => this.sequenceReply(table, i), e => this.errorReply(table, 'sequence', e)) : this.sequenceReply(table, item)
         }
