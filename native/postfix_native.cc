@@ -19,6 +19,8 @@
 #include <napi.h>
 #include <db.h>
 #include <lmdb.h>
+#include <malloc.h>
+#include <v8.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -730,6 +732,16 @@ Napi::Value DgramSend(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(n));
 }
 
+// After a burst of clients has gone, the memory they used goes back to the kernel: V8 keeps
+// its grown heap and glibc its freed pages otherwise, and a server that once held many
+// connections would stay that big. LowMemoryNotification() is V8's collect-and-shrink (not
+// reachable from JavaScript); it runs on the main thread, between requests.
+Napi::Value ReleaseMemory(const Napi::CallbackInfo& info) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  if (isolate != nullptr) isolate->LowMemoryNotification();
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) != 0);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Db::constructor = new Napi::FunctionReference(Napi::Persistent(Db::Init(env)));
   Cursor::constructor = new Napi::FunctionReference(Napi::Persistent(Cursor::Init(env)));
@@ -743,6 +755,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setsid", Napi::Function::New(env, Setsid));
   exports.Set("dgramConnect", Napi::Function::New(env, DgramConnect));
   exports.Set("dgramSend", Napi::Function::New(env, DgramSend));
+  exports.Set("releaseMemory", Napi::Function::New(env, ReleaseMemory));
 
   int major = 0, minor = 0, patch = 0;
   db_version(&major, &minor, &patch);

@@ -124,6 +124,11 @@ export interface PostfixNative {
   dgramConnect(path: Buffer): number
   /** send() one datagram without blocking. */
   dgramSend(fd: number, bytes: Buffer): number
+  /**
+   * V8's LowMemoryNotification() (full collections that shrink the heap), then glibc's
+   * malloc_trim(0): true when pages went back to the kernel.
+   */
+  releaseMemory(): boolean
   constants: {
     LOCK_SH: number
     LOCK_EX: number
@@ -232,4 +237,13 @@ export function dgramConnect(socketPath: string): number {
 
 export function dgramSend(fd: number, bytes: Buffer): number {
   return loadNative().dgramSend(fd, bytes)
+}
+
+/** Collect garbage, shrink the heap and give freed pages back to the kernel; false without the addon. */
+export function releaseMemory(): boolean {
+  try {
+    return loadNative().releaseMemory()
+  } catch {
+    return false
+  }
 }

@@ -15,6 +15,8 @@ import {defaultRegistry} from '../tables/registry.js'
 import {NATIVE_ADDON_PATH, chroot, dgramConnect, dgramSend, nativeAvailable, setsid} from '../native/index.js'
 import {becomeAccount, lookupAccount} from './privileges.js'
 import {ServiceKind} from './proxymap-service.js'
+import {InputBudget} from './input-budget.js'
+import {MemoryReleaser} from './memory.js'
 import {approvalPolicy, createServiceServer, parseTimeMs} from './standalone.js'
 
 export const MASTER_STATUS_FD = 5
@@ -174,6 +176,8 @@ export async function runUnderMaster(argv: string[]): Promise<number> {
   const maxIdleMs = parseTimeMs(config.get('max_idle'))
   const ipcTimeoutMs = parseTimeMs(config.get('ipc_timeout'))
   const connections = new Set<net.Socket>()
+  const budget = new InputBudget()
+  const memory = new MemoryReleaser()
   const servers: net.Server[] = []
   let useCount = 0
   let idleTimer: NodeJS.Timeout | undefined
@@ -195,7 +199,7 @@ export async function runUnderMaster(argv: string[]): Promise<number> {
   // One process, one authorization table, however many sockets master hands it.
   const policy = approvalPolicy(config, kind, approvalRulesFor(choice.version), log)
   for (let n = 0; n < args.socketCount; n++) {
-    const server = createServiceServer({kind, config, log, registry: defaultRegistry, ipcTimeoutMs, policy}, connections, {
+    const server = createServiceServer({kind, config, log, registry: defaultRegistry, ipcTimeoutMs, policy, budget, memory}, connections, {
       onConnect: () => {
         clearTimeout(idleTimer)
         useCount++

@@ -11,6 +11,8 @@ import {approvalRulesFor, type ApprovalRules, type MainConfig} from '../config/i
 import type {Logger} from '../log/logger.js'
 import {TableRegistry, defaultRegistry} from '../tables/registry.js'
 import {serveConnection} from './connection.js'
+import {InputBudget} from './input-budget.js'
+import {MemoryReleaser} from './memory.js'
 import {dropPrivileges} from './privileges.js'
 import {ProxymapService, ServiceKind} from './proxymap-service.js'
 
@@ -72,6 +74,9 @@ export interface ServiceServerOptions {
   ipcTimeoutMs: number
   /** What the service approves; see approvalPolicy(). */
   policy: AccessPolicy
+  /** Shared by all connections of all services of the process. */
+  budget: InputBudget
+  memory: MemoryReleaser
 }
 
 /**
@@ -94,15 +99,18 @@ export function daemonTimeoutMs(config: MainConfig): number {
 /** A listening-socket server for one service (proxymap or proxywrite); not yet listening. */
 export function createServiceServer(options: ServiceServerOptions, connections: Set<net.Socket>,
   hooks: {onConnect?: () => void; onClose?: () => void} = {}): net.Server {
-  const {kind, config, log, registry, ipcTimeoutMs, policy} = options
-  const service = new ProxymapService({kind, policy, registry, config, log})
+  const {kind, config, log, registry, ipcTimeoutMs, policy, budget, memory} = options
+  const idleReleaseMs = parseTimeMs(config.get('max_idle') || '100s')
+  const service = new ProxymapService({kind, policy, registry, config, log, idleReleaseMs})
   const requestLimitMs = daemonTimeoutMs(config)
-  return net.createServer(socket => {
+  // Half-open: a client may send its requests, shut down its side, and read the answers.
+  return net.createServer({allowHalfOpen: true}, socket => {
     connections.add(socket)
     hooks.onConnect?.()
     service.checkForChangedTables()
-    serveConnection(socket, service, {log, ipcTimeoutMs, daemonTimeoutMs: requestLimitMs, onClose: () => {
+    serveConnection(socket, service, {log, ipcTimeoutMs, daemonTimeoutMs: requestLimitMs, budget, onClose: () => {
       connections.delete(socket)
+      memory.connectionClosed()
       hooks.onClose?.()
     }})
   })
@@ -115,9 +123,12 @@ export async function startStandalone(options: StandaloneOptions): Promise<Runni
   const servers: net.Server[] = []
   const sockets: RunningServer['sockets'] = []
   const connections = new Set<net.Socket>()
+  const budget = new InputBudget()
+  const memory = new MemoryReleaser()
   const createdDirs = new Set<string>()
 
   const closeAll = async (): Promise<void> => {
+    memory.stop()
     for (const s of connections) s.destroy()
     await Promise.all(servers.map(s => new Promise<void>(resolve => s.close(() => resolve()))))
     for (const {path: p} of sockets) {
@@ -130,7 +141,7 @@ export async function startStandalone(options: StandaloneOptions): Promise<Runni
       const socketPath = serviceSocketPath(config, kind)
       if (await prepareSocketPath(socketPath)) createdDirs.add(path.dirname(socketPath))
       const policy = approvalPolicy(config, kind, options.rules ?? approvalRulesFor('3.7'), log)
-      const server = createServiceServer({kind, config, log, registry, ipcTimeoutMs, policy}, connections)
+      const server = createServiceServer({kind, config, log, registry, ipcTimeoutMs, policy, budget, memory}, connections)
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject)
         server.listen({path: socketPath}, () => { server.off('error', reject); resolve() })
