@@ -179,7 +179,8 @@ describe('test/helpers/postfix.ts', () => {
       await ours.startOurs()
       const ourPid = ours.ourPid()
       assert.ok(ourPid !== undefined && pidAlive(ourPid))
-      assert.match(ours.ourStderr(), /stand-in: listening on .*\/private\/proxymap .*\/private\/proxywrite/)
+      // The sockets accept before the stand-in's stderr line reaches us: wait for the line.
+      await ours.waitForOurStderr(/stand-in: listening on .*\/private\/proxymap .*\/private\/proxywrite/)
 
       for (const inst of [real, ours]) {
         const r = await inst.postmap(['-q', '-', `proxy:${th}`], {input: 'alice\nbob\nnosuch\n'})
