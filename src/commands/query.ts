@@ -6,7 +6,7 @@ import {outputFlag} from '../lib/cli/output.js'
 import {colorEnabled, colorStatus, makeChalk, renderTable} from '../lib/cli/render.js'
 import {DelayedSpinner} from '../lib/cli/spinner.js'
 import {inputLines} from '../lib/cli/stdin-lines.js'
-import {Logger, StreamSink} from '../lib/log/logger.js'
+import {Logger, CommandStderrSink} from '../lib/log/logger.js'
 import {QueryResult, queryKeys} from '../lib/query/query.js'
 import {dialectFlag} from '../lib/maintain/command-support.js'
 import type {DialectChoice} from '../lib/client/service-client.js'
@@ -58,7 +58,7 @@ Exit codes: 0 found (at least one key), 1 not found, 2 usage or configuration er
     const keyArgs = (argv as string[]).slice(1)
     const fromStdin = keyArgs.length === 1 && keyArgs[0] === '-'
     const listing = fromStdin || keyArgs.length > 1
-    const log = new Logger('proxymap', [new StreamSink(process.stderr)])
+    const log = new Logger('proxymap', [new CommandStderrSink()])
     const format = this.outputFormat(flags.output, !fromStdin && keyArgs.length > 1)
     // postmap -q - takes each whole line, without its newline, as a key.
     const keys = fromStdin ? inputLines() : keyArgs

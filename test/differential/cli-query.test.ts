@@ -50,3 +50,12 @@ test('proxymap query and postmap -q agree on every file map type', async () => {
   }
   console.log(`# ${compared} keys compared between proxymap query and postmap -q over ${tables.length} tables`)
 })
+
+test("a table's warnings on the CLI's stderr read as postmap's, with our name: no date, no host", async () => {
+  const table = await pf.createTable('regexp', 'bad-rule', '/^a$/ first\n/(/ unmatched\n', {build: false})
+  const theirs = await pf.postmap(['-q', 'a', table])
+  const ours = await runCommand('node', [PROJECT_BIN, 'query', '-c', pf.etc, table, 'a'], {timeoutMs: 30_000})
+  assert.match(theirs.stderr, /^postmap: warning: regexp map .*, line 2: /)
+  assert.equal(ours.stdout, theirs.stdout)
+  assert.equal(ours.stderr, theirs.stderr.replaceAll('postmap: ', 'proxymap: '))
+})

@@ -99,6 +99,8 @@ test('under real master(8), real clients get the answers Postfix\'s own daemons 
   // Our daemon logs through maillog_file, in Postfix's shape.
   assert.match(ourLog, /postfix-harness\/proxymap\[\d+\]: warning: request for unapproved table: "texthash:.*not-listed"/)
   assert.match(ourLog, /postfix-harness\/proxymap\[\d+\]: warning: to approve this table for read-write access, list proxy:texthash:.*not-listed in main\.cf:proxy_write_maps/)
+  // Every record, ours and master's, dated as msg_logger.c dates it ("%b %d": "Dec 02").
+  for (const line of ourLog.split('\n').filter(Boolean)) assert.match(line, /^[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \S+ /)
 })
 
 test('max_use recycles the process and max_idle ends it, without master complaints', async () => {

@@ -15,9 +15,9 @@ export interface LogSink {
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
 
-/** `Nov 25 02:46:37`, as syslog and Postfix's maillog_file write it (day padded with a space). */
-export function syslogTimestamp(date = new Date()): string {
-  const day = String(date.getDate()).padStart(2, ' ')
+/** `Dec 02 02:46:37`: strftime's "%b %d %H:%M:%S", as Postfix's msg_logger writes maillog_file. */
+export function maillogTimestamp(date = new Date()): string {
+  const day = String(date.getDate()).padStart(2, '0')
   const time = [date.getHours(), date.getMinutes(), date.getSeconds()].map(n => String(n).padStart(2, '0')).join(':')
   return `${MONTHS[date.getMonth()]} ${day} ${time}`
 }
@@ -30,7 +30,18 @@ export class StreamSink implements LogSink {
     this.host = hostname.split('.')[0]
   }
   write(_severity: Severity, tag: string, text: string): void {
-    this.stream.write(`${syslogTimestamp()} ${this.host} ${tag}: ${text}\n`)
+    this.stream.write(`${maillogTimestamp()} ${this.host} ${tag}: ${text}\n`)
+  }
+}
+
+/**
+ * A command's own stderr, as Postfix's command-line tools write it (msg_vstream.c):
+ * `postmap: warning: ...`, no date and no host.
+ */
+export class CommandStderrSink implements LogSink {
+  constructor(private readonly stream: NodeJS.WritableStream = process.stderr) {}
+  write(_severity: Severity, tag: string, text: string): void {
+    this.stream.write(`${tag}: ${text}\n`)
   }
 }
 
@@ -45,7 +56,7 @@ export class PostlogSink implements LogSink {
   }
   write(_severity: Severity, tag: string, text: string): void {
     try {
-      this.send(Buffer.from(`${syslogTimestamp()} ${this.host} ${tag}: ${text}`, 'utf8'))
+      this.send(Buffer.from(`${maillogTimestamp()} ${this.host} ${tag}: ${text}`, 'utf8'))
     } catch { /* postlogd busy or gone: Postfix drops the record too */ }
   }
 }

@@ -2,7 +2,7 @@
 // how a stopped batch is reported.
 
 import {Flags} from '@oclif/core'
-import {Logger, StreamSink} from '../log/logger.js'
+import {Logger, CommandStderrSink} from '../log/logger.js'
 import {toCliError} from '../cli/errors.js'
 import type {TableLog} from '../tables/table.js'
 import {BatchFailure, describeBatchFailure} from './maintain.js'
@@ -25,7 +25,7 @@ export function dialectFlag() {
 
 /** Warnings of the table layer, in Postfix's format, on stderr. */
 export function stderrTableLog(): TableLog {
-  const log = new Logger('proxymap', [new StreamSink(process.stderr)])
+  const log = new Logger('proxymap', [new CommandStderrSink()])
   return {warning: m => log.warning(m), error: m => log.error(m), info: m => log.info(m)}
 }
 
