@@ -33,6 +33,14 @@ test('the example configuration serves its tables with no Postfix involved', asy
     const denied = await runCommand('node', [PROJECT_BIN, 'query', '-c', etc, `proxy:texthash:${etc}/main.cf`, 'x'])
     assert.equal(denied.code, 3)
     assert.match(stderr, /warning: request for unapproved table: ".*main\.cf"/)
+    // Real Postfix accepts the configuration (mail_owner and default_privs differ) and its
+    // own client gets the same answer through our server, as the README says.
+    const real = await runCommand('postmap', ['-c', etc, '-q', 'alice@example.com', virtual])
+    assert.deepEqual([real.code, real.stdout, real.stderr], [0, 'alice@mailbox.example.com\n', ''])
+    // Every proxy: table the example uses is approved, the defaults' tables included.
+    const all = await runCommand('node', [PROJECT_BIN, 'check-access', '-c', etc, '--all'])
+    assert.equal(all.code, 0, all.stdout + all.stderr)
+    assert.doesNotMatch(all.stdout, /DENIED/)
   } finally {
     server.kill('SIGTERM')
     await new Promise(resolve => server.once('exit', resolve))
