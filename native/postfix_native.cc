@@ -24,6 +24,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
@@ -714,9 +715,13 @@ Napi::Value DgramConnect(const Napi::CallbackInfo& info) {
   memset(&sun, 0, sizeof(sun));
   sun.sun_family = AF_UNIX;
   memcpy(sun.sun_path, path.data(), path.size());
+  // A name in the abstract namespace (leading NUL, as systemd's "@..." NOTIFY_SOCKET) is
+  // exactly its bytes long: the padding would be part of the name.
+  socklen_t len = path.size() > 0 && path[0] == '\0'
+    ? static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + path.size()) : sizeof(sun);
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw errnoError(info.Env(), errno, "socket");
-  if (connect(fd, reinterpret_cast<struct sockaddr*>(&sun), sizeof(sun)) < 0) {
+  if (connect(fd, reinterpret_cast<struct sockaddr*>(&sun), len) < 0) {
     int err = errno;
     close(fd);
     throw errnoError(info.Env(), err, "connect " + path);

@@ -2,7 +2,9 @@ import {Flags} from '@oclif/core'
 import {BaseCommand, postfixVersionFlag} from '../lib/cli/base-command.js'
 import {reflow} from '../lib/cli/help.js'
 import {approvalRulesFor, describePostfixVersion} from '../lib/config/index.js'
-import {Logger, StreamSink} from '../lib/log/logger.js'
+import {Logger} from '../lib/log/logger.js'
+import {standaloneLogSinks} from '../lib/log/sinks.js'
+import {serviceManagerFromEnvironment} from '../lib/server/service-manager.js'
 import {startStandalone} from '../lib/server/standalone.js'
 import {cleanEnvironment} from '../lib/tables/environ.js'
 import {runUnderMaster, startedByMaster} from '../lib/server/master.js'
@@ -58,19 +60,22 @@ what Postfix's daemons exit with.`)
     }
     const {flags} = await this.parse(Serve)
     const config = this.loadConfig(flags['config-dir'])
-    const log = new Logger(Logger.tagFor(config.get('syslog_name'), 'proxymap'), [new StreamSink(process.stderr, config.get('myhostname'))])
+    const log = new Logger(Logger.tagFor(config.get('syslog_name'), 'proxymap'), standaloneLogSinks(config))
     const services: ServiceKind[] = (flags.service ?? ['proxymap', 'proxywrite']).map(s => s === 'proxymap' ? 'read' : 'write')
     // Before the environment is cleaned: $PROXYMAP_POSTFIX_VERSION is ours, not Postfix's.
     const choice = this.postfixVersion(flags['postfix-version'], config)
     log.info(`approving tables by the ${describePostfixVersion(choice)}`)
+    const manager = serviceManagerFromEnvironment(process.env, text => log.warning(text))
     // master(8) would have cleaned the environment before starting proxymap.
     cleanEnvironment(config)
     const server = await startStandalone({config, log, services, rules: approvalRulesFor(choice.version)})
     for (const s of server.sockets)
       log.info(`listening on ${s.path} (${s.kind === 'read' ? 'read-only proxymap' : 'read-write proxywrite'} service)${server.runsAs ? `, running as ${server.runsAs}` : ''}`)
+    manager.ready(`serving ${server.sockets.map(s => s.path).join(' ')}`)
     await new Promise<void>(resolve => {
       const stop = (signal: string) => {
         log.info(`${signal} received -- shutting down`)
+        manager.stopping()
         server.close().then(resolve, resolve)
       }
       process.once('SIGTERM', () => stop('SIGTERM'))

@@ -46,6 +46,20 @@ export class CommandStderrSink implements LogSink {
 }
 
 /**
+ * journald on stderr: the record's text with sd-daemon's priority prefix (`<4>warning: ...`);
+ * the unit's SyslogIdentifier (postfix/proxymap) and journald supply the tag, pid and date.
+ */
+export class JournalSink implements LogSink {
+  constructor(private readonly stream: NodeJS.WritableStream = process.stderr) {}
+  write(severity: Severity, _tag: string, text: string): void {
+    this.stream.write(`<${SYSLOG_PRIORITY[severity]}>${text}\n`)
+  }
+}
+
+/** syslog(3) priorities: LOG_INFO 6, LOG_WARNING 4, LOG_ERR 3, LOG_CRIT 2. */
+const SYSLOG_PRIORITY: Record<Severity, number> = {info: 6, warning: 4, error: 3, fatal: 2, panic: 2}
+
+/**
  * Postfix's postlog service (maillog_file): one datagram per record, the whole line
  * without its newline, as msg_logger.c sends it; postlogd appends it to the file.
  */

@@ -4,15 +4,15 @@
 
 import fs from 'node:fs'
 import net from 'node:net'
-import path from 'node:path'
 import {
   approvalRulesFor, choosePostfixVersion, describePostfixVersion, invalidServiceNameMessage,
   loadMainConfig, resolveConfigDir, type PostfixVersionChoice,
 } from '../config/index.js'
 import type {MainConfig} from '../config/index.js'
-import {Logger, LogSink, PostlogSink, StreamSink, SyslogSink} from '../log/logger.js'
+import {Logger} from '../log/logger.js'
+import {daemonLogSinks} from '../log/sinks.js'
 import {defaultRegistry} from '../tables/registry.js'
-import {NATIVE_ADDON_PATH, chroot, dgramConnect, dgramSend, nativeAvailable, setsid} from '../native/index.js'
+import {NATIVE_ADDON_PATH, chroot, nativeAvailable, setsid} from '../native/index.js'
 import {becomeAccount, lookupAccount} from './privileges.js'
 import {ServiceKind} from './proxymap-service.js'
 import {InputBudget} from './input-budget.js'
@@ -109,23 +109,6 @@ export function startedByMaster(env: NodeJS.ProcessEnv = process.env): boolean {
   }
 }
 
-function logSinks(config: MainConfig): LogSink[] {
-  const maillog = config.get('maillog_file')
-  if (!maillog) return [new SyslogSink()]
-  const hostname = process.env.POSTLOG_HOSTNAME || config.get('myhostname')
-  // Through the postlog service, as Postfix daemons log when maillog_file is set; connected
-  // now, before the privilege drop and the chroot, and kept for the life of the process.
-  const service = process.env.POSTLOG_SERVICE
-    || path.join(config.get('queue_directory'), 'public', config.get('postlog_service_name') || 'postlog')
-  if (nativeAvailable()) {
-    try {
-      const fd = dgramConnect(service)
-      return [new PostlogSink(line => { dgramSend(fd, line) }, hostname)]
-    } catch { /* no postlogd listening: write the file ourselves */ }
-  }
-  const fd = fs.openSync(maillog, 'a', 0o644)
-  return [new StreamSink(fs.createWriteStream('', {fd}), hostname)]
-}
 
 /**
  * Serve until master goes away, max_use clients have been served, or max_idle passes
@@ -135,7 +118,7 @@ export async function runUnderMaster(argv: string[]): Promise<number> {
   const args = parseMasterArgs(argv)
   const serviceName = args.serviceName ?? 'proxymap'
   const config = loadMainConfig({configDir: resolveConfigDir(undefined), overrides: {...args.overrides, service_name: serviceName}})
-  const log = new Logger(Logger.tagFor(config.get('syslog_name'), 'proxymap'), logSinks(config))
+  const log = new Logger(Logger.tagFor(config.get('syslog_name'), 'proxymap'), daemonLogSinks(config))
   log.verbose = args.verbose
   if (args.rest.length > 0) {
     log.fatal(`unexpected command-line argument: ${args.rest[0]}`)
