@@ -22,7 +22,7 @@ function ourPids(): number[] {
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue
     try {
-      if (fs.readlinkSync(`/proc/${entry}/cwd`) === pf.spool && fs.readFileSync(`/proc/${entry}/cmdline`, 'latin1').includes(PROJECT_BIN)) pids.push(Number(entry))
+      if (fs.readlinkSync(`/proc/${entry}/cwd`) === pf.spool && fs.readFileSync(`/proc/${entry}/cmdline`, 'latin1').includes(`${libexec}/proxymap-ts.d/`)) pids.push(Number(entry))
     } catch { /* gone */ }
   }
   return pids
@@ -113,6 +113,7 @@ test('install-master, reload picks up a new table, Postfix-identical log lines, 
   const reverted = await runCommand('node', [PROJECT_BIN, 'install-master', '-c', pf.etc, '--revert', '--apply'])
   assert.equal(reverted.code, 0, reverted.stderr)
   assert.equal(fs.existsSync(path.join(libexec, 'proxymap-ts')), false)
+  assert.equal(fs.existsSync(path.join(libexec, 'proxymap-ts.d')), false, 'the private copy goes too')
   assert.match(fs.readFileSync(path.join(pf.etc, 'master.cf'), 'utf8'), /^proxywrite\s+unix\s+-\s+-\s+n\s+-\s+1\s+proxymap$/m)
   await pf.startPostfix()
   try {

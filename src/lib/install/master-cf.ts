@@ -16,12 +16,42 @@ export interface MasterCfChange {
   changed: string[]
 }
 
-export function launcherScript(nodePath: string, runJs: string): string {
+export interface LauncherOptions {
+  nodePath: string
+  /** The installed copy (see installed-copy.ts) whose bin/run.js to run. */
+  copyDir: string
+  version: string
+  /** Postfix's postlog(1), for the one line saying that Postfix's proxymap took over. */
+  postlogPath: string
+  syslogName: string
+  /** Postfix's own daemon, $daemon_directory/proxymap. */
+  postfixProxymap: string
+}
+
+/**
+ * The launcher master(8) runs: options (master's) start the daemon; a command word runs that
+ * CLI command of the same copy, so "proxymap-ts install-master --revert --apply" works after
+ * the npm package is gone. If the copy or node is missing, Postfix's own proxymap serves.
+ */
+export function launcherScript(options: LauncherOptions): string {
+  const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
   return [
     '#!/bin/sh',
-    '# Launcher for master(8): runs the proxymap reimplementation (proxymap serve) as the',
-    '# proxymap/proxywrite daemon. Installed by "proxymap install-master".',
-    `exec ${JSON.stringify(nodePath)} ${JSON.stringify(runJs)} serve "$@"`,
+    `# Launcher for master(8): runs proxymap ${options.version} (proxymap serve) as the proxymap/proxywrite`,
+    '# daemon, from a private copy that npm upgrades and removals do not touch. Installed by',
+    '# "proxymap install-master"; "proxymap-ts install-master --revert --apply" undoes it.',
+    `node=${q(options.nodePath)}`,
+    `copy=${q(options.copyDir)}`,
+    'if [ -x "$node" ] && [ -f "$copy/bin/run.js" ]; then',
+    '  case "$1" in',
+    '    ""|-*) exec "$node" "$copy/bin/run.js" serve "$@" ;;',
+    '    *) exec "$node" "$copy/bin/run.js" "$@" ;;',
+    '  esac',
+    'fi',
+    'case "$1" in ""|-*) ;; *) echo "proxymap-ts: cannot run $copy/bin/run.js with $node" >&2; exit 1 ;; esac',
+    '# Never leave master without a proxymap daemon.',
+    `${q(options.postlogPath)} -p warning -t ${q(`${options.syslogName}/proxymap`)} "cannot run $copy/bin/run.js with $node: Postfix's proxymap serves instead (run proxymap install-master --apply again)" 2>/dev/null`,
+    `exec ${q(options.postfixProxymap)} "$@"`,
     '',
   ].join('\n')
 }
