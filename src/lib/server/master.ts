@@ -145,6 +145,9 @@ export async function runUnderMaster(argv: string[]): Promise<number> {
     log.fatal(`chroot needs the native addon (${NATIVE_ADDON_PATH}): install libdb5.3-dev and run npm rebuild, or set the chroot column of this master.cf service to "n"`)
     return 1
   }
+  // Table types are imported when first opened, and inside the jail their modules are out of
+  // reach: all of them now, before the sockets accept a client that could open one.
+  if (args.chroot) await defaultRegistry.loadAll()
 
   const generation = Number.parseInt(process.env.GENERATION ?? '0', 8) >>> 0
   const notify = (avail: number): void => {

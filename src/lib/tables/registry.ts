@@ -4,54 +4,56 @@
 import {OpenOptions, Table, TableError, TableType} from './table.js'
 import {SurrogateTable} from './surrogate.js'
 import {activateUtf8, needUtf8Activation} from './fold.js'
-import {texthashType} from './texthash.js'
-import {inlineType} from './inline.js'
-import {staticType} from './static.js'
-import {failType} from './fail.js'
-import {proxyType} from './proxy.js'
-import {regexpType} from './regexp.js'
-import {cidrType} from './cidr.js'
-import {cdbType} from './cdb.js'
-import {lmdbType} from './lmdb.js'
-import {pcreType} from './pcre.js'
-import {btreeType, hashType} from './berkeley-db.js'
-import {unixType} from './unix.js'
-import {environType} from './environ.js'
-import {unionmapType} from './unionmap.js'
-import {pipemapType} from './pipemap.js'
-import {randmapType} from './randmap.js'
-import {sqliteType} from './sqlite.js'
-import {mysqlType} from './mysql.js'
-import {pgsqlType} from './pgsql.js'
-import {socketmapType} from './socketmap.js'
-import {tcpType} from './tcp.js'
-import {memcacheType} from './memcache.js'
-import {ldapType} from './ldap.js'
 
-const BUILTIN_TYPES: readonly TableType[] = [
-  texthashType,
-  inlineType,
-  staticType,
-  failType,
-  proxyType,
-  regexpType,
-  cidrType,
-  cdbType,
-  lmdbType,
-  pcreType,
-  hashType, btreeType,
-  unixType, environType, unionmapType, pipemapType, randmapType,
-  sqliteType, mysqlType, pgsqlType, socketmapType, tcpType, memcacheType, ldapType,
+/**
+ * A map type known by name, whose module (and the driver it needs: mysql2, pg, ldapts,
+ * better-sqlite3, the native addon) is imported only when a table of that type is first
+ * opened: a lookup in a texthash table must not pay for loading every database client.
+ */
+export interface LazyTableType {
+  readonly type: string
+  load(): Promise<TableType>
+}
+
+function lazy(type: string, load: () => Promise<TableType>): LazyTableType {
+  return {type, load}
+}
+
+const BUILTIN_TYPES: readonly LazyTableType[] = [
+  lazy('texthash', async () => (await import('./texthash.js')).texthashType),
+  lazy('inline', async () => (await import('./inline.js')).inlineType),
+  lazy('static', async () => (await import('./static.js')).staticType),
+  lazy('fail', async () => (await import('./fail.js')).failType),
+  lazy('proxy', async () => (await import('./proxy.js')).proxyType),
+  lazy('regexp', async () => (await import('./regexp.js')).regexpType),
+  lazy('cidr', async () => (await import('./cidr.js')).cidrType),
+  lazy('cdb', async () => (await import('./cdb.js')).cdbType),
+  lazy('lmdb', async () => (await import('./lmdb.js')).lmdbType),
+  lazy('pcre', async () => (await import('./pcre.js')).pcreType),
+  lazy('hash', async () => (await import('./berkeley-db.js')).hashType),
+  lazy('btree', async () => (await import('./berkeley-db.js')).btreeType),
+  lazy('unix', async () => (await import('./unix.js')).unixType),
+  lazy('environ', async () => (await import('./environ.js')).environType),
+  lazy('unionmap', async () => (await import('./unionmap.js')).unionmapType),
+  lazy('pipemap', async () => (await import('./pipemap.js')).pipemapType),
+  lazy('randmap', async () => (await import('./randmap.js')).randmapType),
+  lazy('sqlite', async () => (await import('./sqlite.js')).sqliteType),
+  lazy('mysql', async () => (await import('./mysql.js')).mysqlType),
+  lazy('pgsql', async () => (await import('./pgsql.js')).pgsqlType),
+  lazy('socketmap', async () => (await import('./socketmap.js')).socketmapType),
+  lazy('tcp', async () => (await import('./tcp.js')).tcpType),
+  lazy('memcache', async () => (await import('./memcache.js')).memcacheType),
+  lazy('ldap', async () => (await import('./ldap.js')).ldapType),
 ]
 
 export class TableRegistry {
-  private readonly types = new Map<string, TableType>()
+  private readonly types = new Map<string, TableType | LazyTableType>()
 
-  constructor(types: readonly TableType[] = BUILTIN_TYPES) {
+  constructor(types: readonly (TableType | LazyTableType)[] = BUILTIN_TYPES) {
     for (const t of types) this.types.set(t.type, t)
   }
 
-  register(type: TableType): void {
+  register(type: TableType | LazyTableType): void {
     this.types.set(type.type, type)
   }
 
@@ -61,6 +63,32 @@ export class TableRegistry {
 
   typeNames(): string[] {
     return [...this.types.keys()].sort()
+  }
+
+  /**
+   * Import every type's module now. A chrooted daemon calls this before entering the jail,
+   * where the project's files (and the drivers') can no longer be reached.
+   */
+  async loadAll(): Promise<void> {
+    for (const name of this.types.keys()) {
+      // A type whose module cannot load stays unloaded: its tables answer RETRY when opened.
+      try { await this.typeNamed(name) } catch { /* reported when a table of the type is opened */ }
+    }
+  }
+
+  /** The type's implementation, its module imported on first use (a failed import is tried again next time). */
+  private async typeNamed(name: string): Promise<TableType | undefined> {
+    const entry = this.types.get(name)
+    if (entry === undefined || !('load' in entry)) return entry
+    let type: TableType
+    try {
+      type = await entry.load()
+    } catch (err) {
+      // A driver that cannot be loaded (being reinstalled, say) is a table that cannot be opened now.
+      throw new TableError('retry', `unsupported dictionary type: ${name}: ${(err as Error).message}`)
+    }
+    if (this.types.get(name) === entry) this.types.set(name, type)
+    return type
   }
 
   /**
@@ -86,7 +114,13 @@ export class TableRegistry {
     const typeName = spec.slice(0, colon)
     const name = spec.slice(colon + 1)
     const full: OpenOptions = {...options, openNested: (nested, o) => this.openWith(nested, o, strict)}
-    const type = this.types.get(typeName)
+    let type: TableType | undefined
+    try {
+      type = await this.typeNamed(typeName)
+    } catch (err) {
+      if (strict) throw err
+      return this.surrogate(typeName, name, (err as Error).message, full, false)
+    }
     if (!type) {
       const reason = `unsupported dictionary type: ${typeName}`
       if (strict) throw new TableError('retry', reason)
