@@ -1,6 +1,5 @@
 import path from 'node:path'
 import {Args, Flags} from '@oclif/core'
-import {confirm} from '@inquirer/prompts'
 import type {ChalkInstance} from 'chalk'
 import {BaseCommand, postfixVersionFlag} from '../lib/cli/base-command.js'
 import {reflow} from '../lib/cli/help.js'
@@ -179,6 +178,7 @@ describes main.cf as written.`)
     let apply = yes
     if (interactive) {
       try {
+        const {confirm} = await import('@inquirer/prompts')
         apply = await confirm({message: `Write this change to ${report.mainCf}?`, default: false}, {input: process.stdin, output: process.stderr})
       } catch {
         apply = false // Ctrl-C / closed input: write nothing

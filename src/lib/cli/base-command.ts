@@ -7,7 +7,7 @@ import type {MainConfig, PostfixVersionChoice} from '../config/index.js'
 import {CliError, toCliError} from './errors.js'
 import {EXIT} from './exit-codes.js'
 import {argvAsksForJson, argvTurnsColorOff, chooseOutput, type OutputFormat} from './output.js'
-import {colorEnabled, makeChalk} from './render.js'
+import {colorEnabled, makeChalk, preloadChalk} from './render.js'
 
 /** --postfix-version, for the commands whose answers depend on the Postfix release's rules (serve, check-access). */
 export function postfixVersionFlag() {
@@ -34,6 +34,13 @@ export abstract class BaseCommand extends Command {
       default: true,
       helpGroup: 'GLOBAL',
     }),
+  }
+
+  /** On a terminal that may be coloured, chalk is loaded before the command runs (makeChalk is synchronous). */
+  override async init(): Promise<void> {
+    await super.init()
+    const colorFlag = !argvTurnsColorOff(this.argv)
+    if (colorEnabled(colorFlag, process.stdout) || colorEnabled(colorFlag, process.stderr)) await preloadChalk()
   }
 
   /** --json, or --output json on a command that has --output (oclif only knows --json). */

@@ -2,8 +2,24 @@
 // (a terminal, without NO_COLOR or --no-color), proxymap status colours, and cli-table3
 // tables that stay free of escape codes in a pipe.
 
-import {Chalk, type ChalkInstance} from 'chalk'
-import Table from 'cli-table3'
+import {createRequire} from 'node:module'
+import type {ChalkInstance} from 'chalk'
+import type TableConstructor from 'cli-table3'
+
+// chalk and cli-table3 are loaded when colour or a table is wanted: a command in a pipe
+// (as Postfix's programs call us) must not pay for them at start-up.
+const require = createRequire(import.meta.url)
+let chalkModule: typeof import('chalk') | undefined
+
+/** Load chalk ahead of makeChalk(true): an ES module, required synchronously only where Node allows it. */
+export async function preloadChalk(): Promise<void> {
+  chalkModule ??= await import('chalk')
+}
+
+/** What chalk at level 0 does (the arguments joined by a space, no escapes), as any chain of styles. */
+const PLAIN: ChalkInstance = new Proxy(((...text: unknown[]) => text.join(' ')) as unknown as ChalkInstance, {
+  get: (_target, property) => (property === 'level' ? 0 : PLAIN),
+})
 
 /** A stream that may be a terminal (process.stdout, process.stderr, a tty.WriteStream). */
 export interface OutputStream {
@@ -24,7 +40,9 @@ export function colorEnabled(colorFlag: boolean | undefined, stream: OutputStrea
 
 /** A chalk instance that colours only when colorEnabled() says so (level 0 emits no escapes). */
 export function makeChalk(enabled: boolean): ChalkInstance {
-  return new Chalk({level: enabled ? 1 : 0})
+  if (!enabled) return PLAIN
+  chalkModule ??= require('chalk') as typeof import('chalk')
+  return new chalkModule.Chalk({level: 1})
 }
 
 /** proxymap reply statuses plus the verdict words commands print. */
@@ -68,6 +86,7 @@ export interface TableOptions {
  * (cli-table3 colours the header red and borders grey by default).
  */
 export function renderTable(rows: string[][], options: TableOptions): string {
+  const Table = require('cli-table3') as typeof TableConstructor
   const table = new Table({
     head: options.head ?? [],
     style: options.color ? {head: ['cyan'], border: ['grey']} : {head: [], border: []},

@@ -3,7 +3,7 @@
 // commands print nothing extra, and only on a terminal that may be coloured: ora draws with
 // escape codes, and a pipe, NO_COLOR or --no-color must never see one.
 
-import ora, {type Ora} from 'ora'
+import type {Ora} from 'ora'
 import {colorEnabled} from './render.js'
 
 /** Waits shorter than this show no spinner. */
@@ -13,6 +13,8 @@ export class DelayedSpinner {
   private spinner: Ora | undefined
   private timer: NodeJS.Timeout | undefined
   private label = ''
+  /** Between start() and stop(): whether a spinner that finishes loading should show. */
+  private wanted = false
 
   constructor(private readonly enabled: boolean, private readonly delayMs = SPINNER_DELAY_MS) {}
 
@@ -26,6 +28,7 @@ export class DelayedSpinner {
   /** Shows `text` if the wait lasts longer than the delay (or at once, if already showing). */
   start(text: string): void {
     this.label = text
+    this.wanted = true
     if (!this.enabled) return
     if (this.spinner) {
       this.spinner.text = text
@@ -34,8 +37,12 @@ export class DelayedSpinner {
     }
     this.timer ??= setTimeout(() => {
       this.timer = undefined
-      // discardStdin would swallow keys typed for `-` and the confirmation prompt.
-      this.spinner = ora({text: this.label, stream: process.stderr, discardStdin: false}).start()
+      // ora is loaded only when a wait is long enough to show it.
+      void import('ora').then(({default: ora}) => {
+        // discardStdin would swallow keys typed for `-` and the confirmation prompt.
+        this.spinner ??= ora({text: this.label, stream: process.stderr, discardStdin: false})
+        if (this.wanted && !this.spinner.isSpinning) this.spinner.start(this.label)
+      })
     }, this.delayMs)
     this.timer.unref()
   }
@@ -47,6 +54,7 @@ export class DelayedSpinner {
 
   /** Clears the line; `finalText` stays there, when the spinner was showing at all. */
   stop(finalText?: string): void {
+    this.wanted = false
     if (this.timer) clearTimeout(this.timer)
     this.timer = undefined
     if (!this.spinner?.isSpinning) return
