@@ -165,19 +165,43 @@ export class NativeAddonMissingError extends Error {
 /** build/Release at the project root: three levels above src/lib/native and dist/lib/native. */
 export const NATIVE_ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'build', 'Release', 'postfix_native.node')
 
+/**
+ * Where the addon is loaded from: $PROXYMAP_NATIVE_ADDON (read once, now, before serve
+ * cleans the environment as master(8) would), else the build in the project.
+ */
+export const NATIVE_ADDON_FILE = process.env.PROXYMAP_NATIVE_ADDON || NATIVE_ADDON_PATH
+
+/**
+ * A failed load is not the process's fate: during an `npm rebuild` the file is missing or
+ * half written for a few seconds. It is tried again on the next use after this long.
+ */
+export const NATIVE_RETRY_MS = 1000
+
 let loaded: PostfixNative | undefined
 let loadError: NativeAddonMissingError | undefined
+let failedAt = 0
+let failureReported = false
 
-/** The addon, loaded on first use. Throws NativeAddonMissingError when it is not built. */
-export function loadNative(): PostfixNative {
+/**
+ * The addon, loaded on first use. Throws NativeAddonMissingError when it cannot be loaded;
+ * `report` hears of a failure once until a load succeeds.
+ */
+export function loadNative(report?: (message: string) => void): PostfixNative {
   if (loaded) return loaded
-  if (loadError) throw loadError
+  if (loadError && Date.now() - failedAt < NATIVE_RETRY_MS) throw loadError
   try {
-    if (!existsSync(NATIVE_ADDON_PATH)) throw new Error('not built')
-    loaded = createRequire(import.meta.url)(NATIVE_ADDON_PATH) as PostfixNative
+    if (!existsSync(NATIVE_ADDON_FILE)) throw new Error('not built')
+    loaded = createRequire(import.meta.url)(NATIVE_ADDON_FILE) as PostfixNative
+    loadError = undefined
+    failureReported = false
     return loaded
   } catch (err) {
-    loadError = new NativeAddonMissingError(NATIVE_ADDON_PATH, err)
+    loadError = new NativeAddonMissingError(NATIVE_ADDON_FILE, err)
+    failedAt = Date.now()
+    if (report && !failureReported) {
+      failureReported = true
+      report(`${loadError.message}; trying again when next needed`)
+    }
     throw loadError
   }
 }

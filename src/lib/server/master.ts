@@ -12,7 +12,7 @@ import type {MainConfig} from '../config/index.js'
 import {Logger} from '../log/logger.js'
 import {daemonLogSinks} from '../log/sinks.js'
 import {defaultRegistry} from '../tables/registry.js'
-import {NATIVE_ADDON_PATH, chroot, nativeAvailable, setsid} from '../native/index.js'
+import {NATIVE_ADDON_FILE, chroot, nativeAvailable, setsid} from '../native/index.js'
 import {becomeAccount, lookupAccount} from './privileges.js'
 import {ServiceKind} from './proxymap-service.js'
 import {InputBudget} from './input-budget.js'
@@ -142,7 +142,7 @@ export async function runUnderMaster(argv: string[]): Promise<number> {
     return 1
   }
   if (args.chroot && !nativeAvailable()) {
-    log.fatal(`chroot needs the native addon (${NATIVE_ADDON_PATH}): install libdb5.3-dev and run npm rebuild, or set the chroot column of this master.cf service to "n"`)
+    log.fatal(`chroot needs the native addon (${NATIVE_ADDON_FILE}): install libdb5.3-dev and run npm rebuild, or set the chroot column of this master.cf service to "n"`)
     return 1
   }
   // Table types are imported when first opened, and inside the jail their modules are out of

@@ -390,7 +390,7 @@ async function sharedLockForOpen(fd: number, dbPath: string): Promise<void> {
 
 /** Open as dict_db_open() does; a failed open is a retry error with Postfix's wording. */
 async function openBerkeleyDb(kind: DbKind, path: string, options: OpenOptions): Promise<Table> {
-  const addon = loadAddon()
+  const addon = loadAddon(options.log)
   const [compiled, runtime] = [addon.libdbVersion.compiled, addon.libdbVersion.runtime]
   if (compiled.split('.').slice(0, 2).join('.') !== runtime.split('.').slice(0, 2).join('.'))
     throw new TableError('retry', `incorrect version of Berkeley DB: compiled against ${compiled}, run-time linked against ${runtime}`)

@@ -21,10 +21,10 @@ export function reasonOf(err: unknown): string {
   return isNativeError(err) ? err.reason : strerror(err)
 }
 
-/** The native addon; a missing or broken build is a configuration error. */
-export function loadAddon(): PostfixNative {
+/** The native addon; a missing or broken build is a configuration error (logged once, tried again later). */
+export function loadAddon(log: TableLog): PostfixNative {
   try {
-    return loadNative()
+    return loadNative(message => log.warning(message))
   } catch (err) {
     throw new TableError('config', (err as Error).message)
   }

@@ -370,7 +370,7 @@ function fileSizeOf(mdbPath: string): number {
 export const lmdbType: TableType = {
   type: 'lmdb',
   async open(path: string, options: OpenOptions): Promise<Table> {
-    const addon = loadAddon()
+    const addon = loadAddon(options.log)
     const mdbPath = path + LMDB_SUFFIX
     const readOnly = options.mode === 'read'
     const mapSize = mapSizeFor(options.config.get('lmdb_map_size'), fileSizeOf(mdbPath))
