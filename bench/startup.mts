@@ -23,9 +23,11 @@ import * as path from 'node:path'
 
 import {
   PROJECT_BIN,
+  NODE_EXECUTABLE,
   POSTMAP,
   backdate,
   createPostfixInstance,
+  processesRunning,
   requirePostfix,
   runCommand,
   waitFor,
@@ -78,21 +80,11 @@ function firstLookup(socketPath: string, table: string): Promise<number> {
   })
 }
 
-/**
- * proxymap daemons running `executable` in the queue directory (where master starts them).
- * By executable, not command line: daemons set their process title, as Postfix's do.
- */
+/** proxymap daemons of `executable` (not proxywrite's: master started one for startPostfix()'s probe, and it stays). */
 function daemonsIn(spool: string, executable: string): number[] {
-  const pids: number[] = []
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      if (fs.readlinkSync(`/proc/${entry}/cwd`) !== spool || fs.readlinkSync(`/proc/${entry}/exe`) !== executable) continue
-      // The proxywrite daemon (the same program) that master started for startPostfix()'s probe stays.
-      if (!fs.readFileSync(`/proc/${entry}/cmdline`, 'latin1').includes('proxywrite')) pids.push(Number(entry))
-    } catch { /* gone */ }
-  }
-  return pids
+  return processesRunning(executable, spool).filter(pid => {
+    try { return !fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('proxywrite') } catch { return false }
+  })
 }
 
 async function setProxymapCommand(pf: PostfixInstance, stock: string, command: string | undefined): Promise<void> {
@@ -147,7 +139,7 @@ async function main(): Promise<void> {
       await setProxymapCommand(pf, stock, undefined)
       const postfixTimes = await daemonFirstLookups(pf, table, `${DAEMON_DIRECTORY}/proxymap`)
       await setProxymapCommand(pf, stock, path.relative(DAEMON_DIRECTORY, launcher))
-      const ourTimes = await daemonFirstLookups(pf, table, fs.realpathSync(process.execPath))
+      const ourTimes = await daemonFirstLookups(pf, table, NODE_EXECUTABLE)
       rows.push({what: 'new daemon under master: connect to answer', ours: median(ourTimes), theirs: median(postfixTimes)})
     } finally {
       fs.writeFileSync(masterCf, stock)

@@ -9,6 +9,7 @@ import {startStandalone} from '../lib/server/standalone.js'
 import {cleanEnvironment} from '../lib/tables/environ.js'
 import {runUnderMaster, startedByMaster} from '../lib/server/master.js'
 import {ServiceKind} from '../lib/server/proxymap-service.js'
+import {PROGRAM_NAME, setProcessTitle} from '../lib/server/process-title.js'
 
 export default class Serve extends BaseCommand {
   static override summary = 'Run the proxymap and proxywrite services (a drop-in for Postfix\'s proxymap daemon).'
@@ -59,6 +60,7 @@ what Postfix's daemons exit with.`)
       process.exit(code)
     }
     const {flags} = await this.parse(Serve)
+    setProcessTitle([PROGRAM_NAME, 'serve', ...this.argv].join(' '))
     const config = this.loadConfig(flags['config-dir'])
     const log = new Logger(Logger.tagFor(config.get('syslog_name'), 'proxymap'), standaloneLogSinks(config))
     const services: ServiceKind[] = (flags.service ?? ['proxymap', 'proxywrite']).map(s => s === 'proxymap' ? 'read' : 'write')

@@ -342,6 +342,23 @@ function readlinkOrUndefined(p: string): string | undefined {
   }
 }
 
+/**
+ * Live processes running `executable` with `dir` as their current directory (master starts
+ * its daemons in the queue directory). By executable, not command line: daemons set their
+ * process titles, ours as Postfix's own.
+ */
+export function processesRunning(executable: string, dir: string): number[] {
+  const found: number[] = []
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    if (readlinkOrUndefined(`/proc/${entry}/cwd`) === dir && readlinkOrUndefined(`/proc/${entry}/exe`) === executable) found.push(Number(entry))
+  }
+  return found
+}
+
+/** The executable of our daemons, as /proc/PID/exe names it. */
+export const NODE_EXECUTABLE = fs.realpathSync(process.execPath)
+
 /** Every live process whose cwd or executable lies inside one of dirs (as /proc names them). */
 export function processesUnder(...dirs: string[]): number[] {
   const found: number[] = []

@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import {after, before, test} from 'node:test'
-import {PROJECT_BIN, PostfixInstance, createPostfixInstance, requirePostfix, runCommand, sleep, waitFor} from '../helpers/postfix.js'
+import {NODE_EXECUTABLE, PROJECT_BIN, PostfixInstance, createPostfixInstance, processesRunning, requirePostfix, runCommand, sleep, waitFor} from '../helpers/postfix.js'
 
 const POSTFIX_SBIN = '/usr/lib/postfix/sbin'
 let pf: PostfixInstance
@@ -18,14 +18,7 @@ let extra: string
 let libexec: string
 
 function ourPids(): number[] {
-  const pids: number[] = []
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      if (fs.readlinkSync(`/proc/${entry}/cwd`) === pf.spool && fs.readFileSync(`/proc/${entry}/cmdline`, 'latin1').includes(`${libexec}/proxymap-ts.d/`)) pids.push(Number(entry))
-    } catch { /* gone */ }
-  }
-  return pids
+  return processesRunning(NODE_EXECUTABLE, pf.spool)
 }
 
 before(async () => {

@@ -7,7 +7,10 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import {after, before, test} from 'node:test'
-import {PROJECT_BIN, PostfixInstance, RunResult, backdate, createPostfixInstance, requirePostfix, sleep, waitFor} from '../helpers/postfix.js'
+import {
+  NODE_EXECUTABLE, POSTFIX_SBIN, PROJECT_BIN, PostfixInstance, RunResult, backdate, createPostfixInstance, processesRunning, requirePostfix,
+  runCommand, sleep, waitFor,
+} from '../helpers/postfix.js'
 
 const DAEMON_DIRECTORY = '/usr/lib/postfix/sbin'
 let pf: PostfixInstance
@@ -17,15 +20,7 @@ const stockMasterCf = new Map<string, string>()
 
 /** Our node processes of this instance: master starts daemons in the queue directory. */
 function ourPids(): number[] {
-  const pids: number[] = []
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      if (fs.readlinkSync(`/proc/${entry}/cwd`) !== pf.spool) continue
-      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'latin1').includes(PROJECT_BIN)) pids.push(Number(entry))
-    } catch { /* gone */ }
-  }
-  return pids
+  return processesRunning(NODE_EXECUTABLE, pf.spool)
 }
 
 async function useOurDaemons(options = '', chroot = false): Promise<void> {
@@ -101,6 +96,42 @@ test('under real master(8), real clients get the answers Postfix\'s own daemons 
   assert.match(ourLog, /postfix-harness\/proxymap\[\d+\]: warning: to approve this table for read-write access, list proxy:texthash:.*not-listed in main\.cf:proxy_write_maps/)
   // Every record, ours and master's, dated as msg_logger.c dates it ("%b %d": "Dec 02").
   for (const line of ourLog.split('\n').filter(Boolean)) assert.match(line, /^[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \S+ /)
+})
+
+/** What ps (args), /proc/PID/comm and pgrep show of each daemon, sorted by title. */
+async function shownAs(pids: number[]): Promise<{args: string; comm: string; pgrep: boolean; pgrepF: boolean}[]> {
+  const pgrep = (await runCommand('pgrep', ['proxymap'])).stdout.split('\n').map(Number)
+  const pgrepF = (await runCommand('pgrep', ['-f', '^proxymap -'])).stdout.split('\n').map(Number)
+  const shown = []
+  for (const pid of pids) {
+    const args = (await runCommand('ps', ['-o', 'args=', '-p', String(pid)])).stdout.trim()
+    shown.push({args, comm: fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim(), pgrep: pgrep.includes(pid), pgrepF: pgrepF.includes(pid)})
+  }
+  return shown.sort((a, b) => a.args.localeCompare(b.args))
+}
+
+test('under master(8), our daemons show in ps and pgrep as Postfix\'s own do', async () => {
+  const daemons = async (executable: string) => {
+    // startPostfix()'s probe of both sockets has master start a proxymap and a proxywrite daemon.
+    await waitFor(() => processesRunning(executable, pf.spool).length === 2, 10_000, () => `daemons: ${processesRunning(executable, pf.spool)}`)
+    // Ours name themselves once started (Node loads first): bounded, then what they show is compared.
+    const named = () => processesRunning(executable, pf.spool).every(pid => fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'proxymap')
+    for (let i = 0; i < 100 && !named(); i++) await sleep(100)
+    return shownAs(processesRunning(executable, pf.spool))
+  }
+  await useStockDaemons()
+  await pf.startPostfix()
+  let theirs
+  try { theirs = await daemons(`${POSTFIX_SBIN}/proxymap`) } finally { await pf.stopPostfix() }
+  await useOurDaemons()
+  await pf.startPostfix()
+  let ours
+  try { ours = await daemons(NODE_EXECUTABLE) } finally { await pf.stopPostfix() }
+  assert.deepEqual(theirs, [
+    {args: 'proxymap -l -n proxywrite -t unix -u', comm: 'proxymap', pgrep: true, pgrepF: true},
+    {args: 'proxymap -t unix -u', comm: 'proxymap', pgrep: true, pgrepF: true},
+  ])
+  assert.deepEqual(ours, theirs)
 })
 
 test('max_use recycles the process and max_idle ends it, without master complaints', async () => {

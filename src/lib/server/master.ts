@@ -14,6 +14,7 @@ import {daemonLogSinks} from '../log/sinks.js'
 import {defaultRegistry} from '../tables/registry.js'
 import {NATIVE_ADDON_FILE, chroot, nativeAvailable, setsid} from '../native/index.js'
 import {becomeAccount, lookupAccount} from './privileges.js'
+import {masterDaemonTitle, setProcessTitle} from './process-title.js'
 import {ServiceKind} from './proxymap-service.js'
 import {InputBudget} from './input-budget.js'
 import {MemoryReleaser} from './memory.js'
@@ -115,6 +116,7 @@ export function startedByMaster(env: NodeJS.ProcessEnv = process.env): boolean {
  * without a client. Resolves with the process exit code.
  */
 export async function runUnderMaster(argv: string[]): Promise<number> {
+  setProcessTitle(masterDaemonTitle(argv))
   const args = parseMasterArgs(argv)
   const serviceName = args.serviceName ?? 'proxymap'
   const config = loadMainConfig({configDir: resolveConfigDir(undefined), overrides: {...args.overrides, service_name: serviceName}})
