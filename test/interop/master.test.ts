@@ -159,9 +159,16 @@ test('chrooted (master.cf chroot column y), tables are named inside the jail, as
   fs.mkdirSync(path.join(pf.spool, 'jail-tables'), {recursive: true, mode: 0o755})
   fs.writeFileSync(path.join(pf.spool, 'jail-tables', 'virtual'), 'alice@example.com jailed-alice\n')
   await backdate(path.join(pf.spool, 'jail-tables', 'virtual'))
-  await pf.approve({read: [th, jailTable], write: [th]})
+  // A hash table needs the native addon (and libdb) in the jail; th is named outside it.
+  await pf.createTable('hash', path.join(pf.spool, 'jail-tables', 'hashed'), 'alice@example.com hashed-alice\n')
+  const jailHash = 'hash:/jail-tables/hashed'
+  await pf.approve({read: [th, jailTable, jailHash], write: [th]})
   const file = path.join(pf.etc, 'master.cf')
-  const query = () => pf.postmap(['-q', 'alice@example.com', `proxy:${jailTable}`])
+  const query = async () => [
+    await pf.postmap(['-q', 'alice@example.com', `proxy:${jailTable}`]),
+    await pf.postmap(['-q', 'alice@example.com', `proxy:${jailHash}`]),
+    await pf.postmap(['-q', 'alice@example.com', `proxy:${th}`]),
+  ].map(r => ({out: r.stdout, err: r.stderr, code: r.code}))
 
   const stock = stockMasterCf.get(file) ?? fs.readFileSync(file, 'utf8')
   stockMasterCf.set(file, stock)
@@ -176,8 +183,10 @@ test('chrooted (master.cf chroot column y), tables are named inside the jail, as
   await pf.startPostfix()
   try {
     const ours = await query()
-    assert.equal(theirs.stdout, 'jailed-alice\n', theirs.stderr)
-    assert.deepEqual({out: ours.stdout, err: ours.stderr, code: ours.code}, {out: theirs.stdout, err: theirs.stderr, code: theirs.code})
+    assert.equal(theirs[0].out, 'jailed-alice\n', theirs[0].err)
+    assert.equal(theirs[1].out, 'hashed-alice\n', theirs[1].err)
+    assert.notEqual(theirs[2].code, 0, 'a table named outside the jail cannot be opened')
+    assert.deepEqual(ours, theirs)
     const pid = ourPids()[0]
     assert.ok(pid, 'our daemon runs')
     assert.equal(fs.readlinkSync(`/proc/${pid}/root`), pf.spool, 'our daemon is inside the jail')
