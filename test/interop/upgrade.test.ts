@@ -9,7 +9,9 @@ import fs, {promises as fsp} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {after, before, test} from 'node:test'
-import {PROJECT_BIN, PROJECT_ROOT, PostfixInstance, createPostfixInstance, requirePostfix, runCommand, sleep, waitFor} from '../helpers/postfix.js'
+import {
+  NODE_EXECUTABLE, PROJECT_BIN, PROJECT_ROOT, PostfixInstance, createPostfixInstance, processesRunning, requirePostfix, runCommand, sleep, waitFor,
+} from '../helpers/postfix.js'
 
 const POSTFIX_SBIN = '/usr/lib/postfix/sbin'
 let pf: PostfixInstance
@@ -35,16 +37,9 @@ after(async () => {
   if (scratch) fs.rmSync(scratch, {recursive: true, force: true})
 })
 
-/** Our daemons: processes running from the private copy in our daemon_directory. */
+/** Our daemons: node processes in the queue directory (master's daemons chdir there). */
 function ourDaemons(): number[] {
-  const pids: number[] = []
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'latin1').includes(`${libexec}/proxymap-ts.d/`)) pids.push(Number(entry))
-    } catch { /* gone */ }
-  }
-  return pids
+  return processesRunning(NODE_EXECUTABLE, pf.spool)
 }
 
 /** An npm installation of the package: its files, as `npm install -g` leaves them. */
