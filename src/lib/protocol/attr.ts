@@ -26,6 +26,9 @@ export const DEFAULT_ATTR_LIMITS: AttrLimits = {
 }
 
 export class AttrFramingError extends Error {
+  /** The messages the same push() completed before the abuse: still to be answered. */
+  completed: AttrList[] = []
+
   constructor(message: string) {
     super(message)
     this.name = 'AttrFramingError'
@@ -102,6 +105,16 @@ export class AttrDecoder {
   /** Decode as many complete messages as `chunk` finishes. Throws AttrFramingError on abuse. */
   push(chunk: Buffer): AttrList[] {
     const messages: AttrList[] = []
+    try {
+      this.decode(chunk, messages)
+    } catch (err) {
+      if (err instanceof AttrFramingError) err.completed = messages
+      throw err
+    }
+    return messages
+  }
+
+  private decode(chunk: Buffer, messages: AttrList[]): void {
     let start = 0
     for (;;) {
       const nul = chunk.indexOf(0, start)
@@ -133,7 +146,6 @@ export class AttrDecoder {
         throw new AttrFramingError(`message longer than ${this.limits.maxMessageBytes} bytes`)
       this.keepPartial(chunk, start, chunk.length)
     }
-    return messages
   }
 
   private keepPartial(chunk: Buffer, start: number, end: number): void {

@@ -72,6 +72,22 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
     socket.destroy()
   }
 
+  // Postfix flushes each reply before it reads the next request, so a client whose later
+  // request ends the connection has had every earlier reply: end only once ours are out
+  // (or after ipc_timeout, for a client that reads nothing).
+  let lingerTimer: NodeJS.Timeout | undefined
+  const closeAfterReplies = (): void => {
+    if (closed) return
+    closed = true
+    clearTimeout(stallTimer)
+    budget?.release(holder)
+    session.close()
+    socket.pause()
+    socket.end(() => socket.destroy())
+    lingerTimer = setTimeout(() => socket.destroy(), options.ipcTimeoutMs)
+    lingerTimer.unref()
+  }
+
   const send = (bytes: Buffer): void => {
     if (!closed) socket.write(bytes)
   }
@@ -79,13 +95,8 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
   const updateFlow = (): void => {
     if (closed) return
     if (inputEnded) {
-      if (!busy && backlog.length === 0) {
-        // Every complete request is answered; end() sends the FIN after the replies.
-        closed = true
-        budget?.release(holder)
-        session.close()
-        socket.end()
-      }
+      // Every complete request is answered; the FIN follows the replies.
+      if (!busy && backlog.length === 0) closeAfterReplies()
       return
     }
     const hold = (busy && backlog.length > 0) || socket.writableLength > OUTPUT_HIGH_WATER
@@ -98,7 +109,7 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
   const fail = (what: string, err: unknown): void => {
     if (closed) return
     log.warning(`${what}: ${errorText(err)} -- closing the connection`)
-    close()
+    closeAfterReplies()
   }
 
   const drain = (): void => {
@@ -120,7 +131,7 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
     switch (parsed.kind) {
       case 'garbage':
         log.warning(`malformed request from client: ${printable(parsed.reason)} -- closing the connection`)
-        close()
+        closeAfterReplies()
         return false
       case 'unrecognized':
         log.warning(`unrecognized request: "${printable(parsed.name)}", ignored`)
@@ -170,13 +181,20 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
   }
 
   socket.on('data', chunk => {
+    if (inputEnded) return
     let messages: AttrList[]
     try {
       messages = decoder.push(chunk)
     } catch (err) {
       if (err instanceof AttrFramingError) {
         log.warning(`malformed request from client: ${err.message} -- closing the connection`)
-        close()
+        // The requests completed before it are answered first; nothing more is read.
+        inputEnded = true
+        socket.pause()
+        clearTimeout(stallTimer)
+        budget?.release(holder)
+        for (const m of err.completed) backlog.push(m)
+        drain()
       } else fail('error reading a request', err)
       return
     }
@@ -208,6 +226,7 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
   socket.on('close', () => {
     closed = true
     clearTimeout(stallTimer)
+    clearTimeout(lingerTimer)
     budget?.release(holder)
     session.close()
     options.onClose?.()
