@@ -521,6 +521,8 @@ export interface PostfixInstance {
   /** Pid of our running server, if any. */
   ourPid(): number | undefined
   ourStderr(): string
+  /** Characters our server has written to stderr since it started (ourStderr() keeps the last 16 MiB). */
+  ourStderrLength(): number
   ourStdout(): string
   /** Exit status of the last server started by startOurs, once it has exited. */
   ourExit(): {code: number | null; signal: NodeJS.Signals | null} | undefined
@@ -579,6 +581,32 @@ export interface PostfixInstanceOptions {
   proxymapProcesses?: number
 }
 
+/**
+ * The last MAX_CAPTURE characters of a server's output, kept as chunks and joined when read:
+ * a server that logs hundreds of MB costs its bytes, not a 16 MiB copy per chunk.
+ */
+class OutputTail {
+  private chunks: string[] = []
+  private kept = 0
+  /** Characters received in all. */
+  total = 0
+
+  push(text: string): void {
+    this.chunks.push(text)
+    this.kept += text.length
+    this.total += text.length
+    while (this.chunks.length > 1 && this.kept - this.chunks[0]!.length >= MAX_CAPTURE) this.kept -= this.chunks.shift()!.length
+  }
+
+  get text(): string {
+    let all = this.chunks.join('')
+    if (all.length > MAX_CAPTURE) all = all.slice(all.length - MAX_CAPTURE)
+    this.chunks = [all]
+    this.kept = all.length
+    return all
+  }
+}
+
 const liveInstances = new Set<Instance>()
 
 /**
@@ -618,8 +646,8 @@ class Instance implements PostfixInstance {
   private readonly procMaster: string
   private ours: ChildProcess | undefined
   private oursExit: {code: number | null; signal: NodeJS.Signals | null} | undefined
-  private oursStdout = ''
-  private oursStderr = ''
+  private oursStdout = new OutputTail()
+  private oursStderr = new OutputTail()
   /** Master pids we started (the real master daemonizes, so it is not our child). */
   private startedMasters = new Set<number>()
   private destroyed = false
@@ -986,11 +1014,15 @@ proxy_write_maps =
   }
 
   ourStderr(): string {
-    return this.oursStderr
+    return this.oursStderr.text
+  }
+
+  ourStderrLength(): number {
+    return this.oursStderr.total
   }
 
   ourStdout(): string {
-    return this.oursStdout
+    return this.oursStdout.text
   }
 
   ourExit(): {code: number | null; signal: NodeJS.Signals | null} | undefined {
@@ -1005,17 +1037,15 @@ proxy_write_maps =
     this.removeSockets() // a killed server leaves its socket files behind
     const [command, ...args] = [...this.ourArgv(), ...extraArgs]
     if (command === undefined) throw new Error('ourCommand is empty')
-    this.oursStdout = ''
-    this.oursStderr = ''
+    this.oursStdout = new OutputTail()
+    this.oursStderr = new OutputTail()
     this.oursExit = undefined
     const child = spawnTracked(command, args, {cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe']})
     this.ours = child
-    const keep = (prev: string, d: Buffer): string => {
-      const next = prev + d.toString('utf8')
-      return next.length > MAX_CAPTURE ? next.slice(next.length - MAX_CAPTURE) : next
-    }
-    child.stdout?.on('data', (d: Buffer) => (this.oursStdout = keep(this.oursStdout, d)))
-    child.stderr?.on('data', (d: Buffer) => (this.oursStderr = keep(this.oursStderr, d)))
+    const stdout = this.oursStdout
+    const stderr = this.oursStderr
+    child.stdout?.on('data', (d: Buffer) => stdout.push(d.toString('utf8')))
+    child.stderr?.on('data', (d: Buffer) => stderr.push(d.toString('utf8')))
     let spawnError: Error | undefined
     child.once('error', (e) => {
       spawnError = e
@@ -1028,7 +1058,7 @@ proxy_write_maps =
       if (this.oursExit === undefined) await this.stopOurs()
       const how = spawnError ? `spawn error: ${spawnError.message}` : `exit: ${JSON.stringify(this.oursExit)}`
       throw new Error(
-        `${(e as Error).message}\ncommand: ${[command, ...args].join(' ')}\n${how}\nstderr:\n${this.oursStderr}`,
+        `${(e as Error).message}\ncommand: ${[command, ...args].join(' ')}\n${how}\nstderr:\n${this.oursStderr.text}`,
       )
     }
   }
@@ -1058,9 +1088,9 @@ proxy_write_maps =
 
   async waitForOurStderr(pattern: RegExp, timeoutMs = 10_000): Promise<RegExpExecArray> {
     return waitFor(
-      () => new RegExp(pattern.source, pattern.flags.replace('g', '')).exec(this.oursStderr),
+      () => new RegExp(pattern.source, pattern.flags.replace('g', '')).exec(this.oursStderr.text),
       timeoutMs,
-      () => `our server's stderr does not match ${pattern} after ${timeoutMs} ms:\n${this.oursStderr}`,
+      () => `our server's stderr does not match ${pattern} after ${timeoutMs} ms:\n${this.oursStderr.text}`,
     )
   }
 
