@@ -67,6 +67,8 @@ export interface CampaignStats {
   malformed: number
   /** Connections the server ended with replies owed. */
   lostReplies: number
+  /** Connections the server did not accept. */
+  refusedConnections: number
   defects: string[]
   /** Why the campaign stopped early: the check after a batch failed. */
   stoppedBy?: string
@@ -263,7 +265,6 @@ function judge(plan: ConnectionPlan, result: ConnectionResult, stats: CampaignSt
   const {oracle} = plan
   const defects = [...result.defects]
   const expected = oracle.expected
-  let closedInsteadOfReply = false
   for (let i = 0; i < result.replies.length; i++) {
     const reply = result.replies[i]!
     const status = Number(reply[0]?.[1])
@@ -281,7 +282,7 @@ function judge(plan: ConnectionPlan, result: ConnectionResult, stats: CampaignSt
   } else if (result.closedByServer) {
     // Every reply owed before the close arrives (Postfix flushes each before reading on).
     if (owed > 0) {
-      closedInsteadOfReply = expected[result.replies.length]!.mayCloseInstead === true
+      const closedInsteadOfReply = expected[result.replies.length]!.mayCloseInstead === true
       // Where the server was to end the connection anyway, a failed write hides its last replies.
       const unreadable = result.writeFailed && (oracle.closes !== 'none' || expected.some(x => x.mayCloseInstead))
       if (!closedInsteadOfReply && !unreadable) {
@@ -291,8 +292,9 @@ function judge(plan: ConnectionPlan, result: ConnectionResult, stats: CampaignSt
     } else if (oracle.closes !== 'none') stats.predictedCloses++
     else if (oracle.midMessage) stats.unfinishedCloses++
   }
-  const malformed = defects.filter(d => !d.startsWith('no end') && !d.startsWith('closed with')).length
-  stats.malformed += malformed
+  const refused = defects.some(d => d.startsWith('cannot connect'))
+  if (refused) stats.refusedConnections++
+  stats.malformed += defects.filter(d => !/^(no end|closed with|cannot connect)/.test(d)).length
   return defects
 }
 
@@ -307,7 +309,7 @@ function describe(plan: ConnectionPlan, seed: number, defects: string[]): string
 export function emptyStats(seed: number): CampaignStats {
   return {
     seed, inputs: 0, connections: 0, replies: 0, statuses: [0, 0, 0, 0, 0, 0], predictedCloses: 0,
-    unfinishedCloses: 0, abandoned: 0, hangs: 0, malformed: 0, lostReplies: 0, defects: [], defectKinds: new Map(), elapsedMs: 0,
+    unfinishedCloses: 0, abandoned: 0, hangs: 0, malformed: 0, lostReplies: 0, refusedConnections: 0, defects: [], defectKinds: new Map(), elapsedMs: 0,
   }
 }
 

@@ -42,7 +42,7 @@ function figures(who: string, s: CampaignStats): string {
     `${who}: ${s.inputs} inputs on ${s.connections} connections in ${(s.elapsedMs / 1000).toFixed(1)} s (${Math.round(rate)} inputs/s)`,
     `  replies ${s.replies} (OK ${s.statuses[0]}, NOKEY ${s.statuses[1]}, RETRY ${s.statuses[2]}, BAD ${s.statuses[3]}, DENY ${s.statuses[4]}, CONFIG ${s.statuses[5]})`,
     `  closed by the server as predicted ${s.predictedCloses}, on an unfinished request ${s.unfinishedCloses}, abandoned by the client ${s.abandoned}`,
-    `  hangs ${s.hangs}, malformed replies ${s.malformed}, connections closed with replies owed ${s.lostReplies}`,
+    `  hangs ${s.hangs}, malformed replies ${s.malformed}, connections closed with replies owed ${s.lostReplies}, refused ${s.refusedConnections}`,
   ].join('\n')
 }
 
@@ -91,7 +91,7 @@ async function main(): Promise<number> {
     for (const d of ours.defects) console.log(`  defect: ${d}`)
     if (only) console.log(`our server's log:\n${pf.ourStderr()}`)
     if (process.env.PROXYMAP_FUZZ_LOG) fs.writeFileSync(process.env.PROXYMAP_FUZZ_LOG, pf.ourStderr())
-    failed = !alive || ours.stoppedBy !== undefined || ours.hangs + ours.malformed + ours.lostReplies > 0 ||
+    failed = !alive || ours.stoppedBy !== undefined || ours.hangs + ours.malformed + ours.lostReplies + ours.refusedConnections > 0 ||
       watch.badStderrLines + watch.probeFailures.length > 0
     await pf.stopOurs()
 
