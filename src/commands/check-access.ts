@@ -12,7 +12,7 @@ import {approvalRulesFor, describePostfixVersion, loadMainConfig, resolveConfigD
 import {RESTRICTION_CLASSES} from '../lib/access/approval-list.js'
 import {explainAccess, tablesInUse, type AccessReport, type TableCheck, type TableRequest} from '../lib/access/explain.js'
 import {planListEdit, setMainCfParameter, writeMainCf, type ListEdit} from '../lib/access/main-cf-edit.js'
-import {DEFAULT_PROBE_KEY, probeTable, type ProbeResult} from '../lib/access/probe.js'
+import {DEFAULT_PROBE_KEY, probeTable, reconcileWithMainCf, type ProbeResult} from '../lib/access/probe.js'
 import type {ApprovalParameter} from '../lib/access/approval-list.js'
 import fs from 'node:fs'
 
@@ -75,19 +75,25 @@ Exit codes: 0 every table approved (and its files usable, and the probe said OK 
 CONFIG, 6 the service could not be reached (--probe). After a fix is applied, the status
 describes main.cf as written.`)
 
+  // Run as printed from the checkout, with "npm start" serving examples/postfix in another
+  // terminal, except those naming /etc/postfix (test/interop/help-examples.test.ts).
   static override examples = [
-    '<%= config.bin %> check-access -c /etc/postfix proxy:hash:/etc/postfix/virtual',
-    '<%= config.bin %> check-access --write proxy:btree:/var/lib/postfix/postscreen_cache',
-    '<%= config.bin %> check-access --all --probe',
-    '<%= config.bin %> check-access --yes proxy:lmdb:/etc/postfix/transport && postfix reload',
-    '<%= config.bin %> check-access --json --all',
-    '<%= config.bin %> check-access --postfix-version 3.11 proxy:hash:/etc/postfix/client_access',
+    {description: 'Whether the proxymap service may open a table, and through which parameter.',
+      command: '<%= config.bin %> check-access -c examples/postfix proxy:texthash:$PWD/examples/postfix/virtual'},
+    {description: 'Every proxy: table main.cf uses, and what the running service answers.',
+      command: '<%= config.bin %> check-access -c examples/postfix --all --probe'},
+    {description: 'A table the proxywrite service may not update: why, and the change to main.cf (shown, not written).',
+      command: '<%= config.bin %> check-access -c examples/postfix --write proxy:lmdb:$PWD/examples/postfix/senders; echo "exit $?"'},
+    {description: 'By the approval rules of Postfix 3.11, whatever Postfix is installed.',
+      command: '<%= config.bin %> check-access -c examples/postfix --postfix-version 3.11 proxy:texthash:$PWD/examples/postfix/virtual'},
+    {description: 'The report as JSON.',
+      command: '<%= config.bin %> check-access -c examples/postfix --json --all'},
+    {description: 'Apply the fix to a real configuration without asking, then make Postfix read it.',
+      command: '<%= config.bin %> check-access -c /etc/postfix --yes proxy:lmdb:/etc/postfix/transport && postfix reload'},
   ]
 
-  static override strict = false
-
   static override args = {
-    table: Args.string({description: 'table(s) to check: type:name or proxy:type:name', required: false}),
+    table: Args.string({description: 'table(s) to check: type:name or proxy:type:name', required: false, multiple: true}),
   }
 
   static override flags = {
@@ -119,23 +125,27 @@ describes main.cf as written.`)
     const wanted = requests()
     let report: CheckAccessResult = {...this.orUsageError(() => explainAccess({configDir, postfixVersion}, wanted)), fix: null, exitCode: 0}
 
+    // What the service answered, before it is set against main.cf (which a fix changes).
+    const probes = new Map<string, ProbeResult>()
     if (flags.probe) {
       const config = this.orUsageError(() => loadMainConfig({configDir}))
       const spinner = DelayedSpinner.forStderr(flags.color)
-      for (const table of report.tables)
-        table.probe = await spinner.during(`asking the ${table.access === 'read' ? 'proxymap' : 'proxywrite'} service about proxy:${table.table}`,
+      for (const table of report.tables) {
+        const probe = await spinner.during(`asking the ${table.access === 'read' ? 'proxymap' : 'proxywrite'} service about proxy:${table.table}`,
           probeTable(config, table.table, table.access, flags['probe-key']))
+        probes.set(`${table.access} ${table.table}`, probe)
+        table.probe = reconcileWithMainCf(probe, table.approved, `proxy:${table.table}`, table.parameter)
+      }
     }
     if (!json) process.stdout.write(renderReport(report, out, flags.all && wanted.length === 0, format === 'table'))
 
     const fix = await this.offerFix(report, flags.yes, json, err)
     if (fix?.applied) {
       // Report main.cf as it is now; the probe results describe the service before the fix.
-      const probes = new Map(report.tables.map(t => [`${t.access} ${t.table}`, t.probe]))
       report = {...explainAccess({configDir, postfixVersion}, wanted), fix, exitCode: 0}
       for (const t of report.tables) {
         const probe = probes.get(`${t.access} ${t.table}`)
-        if (probe) t.probe = probe
+        if (probe) t.probe = reconcileWithMainCf(probe, t.approved, `proxy:${t.table}`, t.parameter)
       }
       if (!json) {
         for (const t of report.tables.filter(t => fix.edits.some(e => e.added.includes(`proxy:${t.table}`)))) {
@@ -162,13 +172,21 @@ describes main.cf as written.`)
 
   /** Offers (on a terminal), applies (--yes) or only shows the change that approves the denied tables. */
   private async offerFix(report: AccessReport, yes: boolean, json: boolean, c: ChalkInstance): Promise<FixResult | null> {
-    const denied = report.tables.filter(t => !t.approved)
+    // Listing a table of an unknown type would approve a table that no service can open.
+    const denied = report.tables.filter(t => !t.approved && !t.problems.some(p => p.code === 'unknown-type'))
     if (denied.length === 0) return null
     const config = loadMainConfig({configDir: report.configDir})
-    const byParameter = new Map<ApprovalParameter, string[]>()
-    for (const t of denied) byParameter.set(t.parameter, [...(byParameter.get(t.parameter) ?? []), `proxy:${t.table}`])
-    const defaults = approvalRulesFor(report.postfixVersion.version).defaults
-    const edits = [...byParameter].map(([parameter, names]) => planListEdit(parameter, config.raw(parameter), names, defaults))
+    const rules = approvalRulesFor(report.postfixVersion.version)
+    // A near miss that main.cf uses is another client's table, not a misspelling: it stays.
+    const inUse = new Set(tablesInUse(report.configDir, rules).map(use => `proxy:${use.table}`))
+    const byParameter = new Map<ApprovalParameter, {names: string[]; wrong: string[]}>()
+    for (const t of denied) {
+      const plan = byParameter.get(t.parameter) ?? {names: [], wrong: []}
+      plan.names.push(`proxy:${t.table}`)
+      for (const p of t.problems) if (p.entry !== undefined && !inUse.has(p.entry)) plan.wrong.push(p.entry)
+      byParameter.set(t.parameter, plan)
+    }
+    const edits = [...byParameter].map(([parameter, {names, wrong}]) => planListEdit(parameter, config.raw(parameter), names, rules.defaults, wrong))
     const before = fs.readFileSync(report.mainCf, 'latin1')
     let after = before
     for (const edit of edits) after = setMainCfParameter(after, edit.parameter, edit.after)
@@ -207,6 +225,7 @@ function describeVia(via: string[]): string {
 }
 
 function exitCodeOf(report: CheckAccessResult, fixed: boolean): number {
+  if (report.tables.some(t => t.problems.some(p => p.code === 'unknown-type'))) return EXIT.USAGE
   if (report.tables.some(t => !t.approved)) return EXIT.DENY
   const probes = fixed ? [] : report.tables.map(t => t.probe?.status).filter(s => s !== undefined)
   if (probes.includes('DENY')) return EXIT.DENY
@@ -252,7 +271,7 @@ function renderReport(report: CheckAccessResult, c: ChalkInstance, emptyAll: boo
       const statuses = p.open === undefined ? colorStatus(c, 'unreachable', 'unreachable') : `open ${colorStatus(c, p.open)}${p.lookup ? `, lookup "${p.key}" ${colorStatus(c, p.lookup)}` : ''}`
       lines.push(`  probe (${p.service}): ${statuses}: ${p.meaning}`)
       if (p.error) lines.push(`    ${p.error}`)
-      if (p.status !== 'OK' && p.status !== 'NOKEY') lines.push(`    ${c.dim('next:')} ${p.next}`)
+      if ((p.status !== 'OK' && p.status !== 'NOKEY') || p.staleService) lines.push(`    ${c.dim('next:')} ${p.next}`)
     }
   }
   return lines.length === 0 ? '' : `${lines.join('\n')}\n`

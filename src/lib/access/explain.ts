@@ -23,11 +23,13 @@ import {checkFileAccess, lookupUser, tableFiles, type FileAccess, type UserIds} 
 import {isProxymapLine, readMasterCfOverrides, type MasterCfOverride} from './master-cf-overrides.js'
 import {RestrictionClassError, restrictionClassNames, serviceApprovals, type ProxyService} from './policy.js'
 import {selfReferencePattern} from './main-cf-edit.js'
+import {defaultRegistry} from '../tables/registry.js'
+import {didYouMean} from '../util/suggest.js'
 
 export type ProblemCode =
   | 'not-listed' | 'missing-proxy-prefix' | 'spacing' | 'case' | 'other-path' | 'other-type'
   | 'wrong-list' | 'lost-default' | 'self-reference' | 'macro-error' | 'master-cf-override'
-  | 'daemon-scope' | 'list-syntax' | 'mail-owner-unknown' | 'newer-release-only' | 'include-unreadable'
+  | 'daemon-scope' | 'list-syntax' | 'mail-owner-unknown' | 'newer-release-only' | 'include-unreadable' | 'unknown-type'
   | 'file-missing' | 'file-unreadable' | 'file-unwritable' | 'dir-not-traversable' | 'dir-unwritable' | 'not-a-file'
 
 export interface Problem {
@@ -35,6 +37,11 @@ export interface Problem {
   message: string
   /** The next step. */
   hint?: string
+  /**
+   * A near miss (missing proxy: prefix, spacing, case, path or type) written in the list's
+   * own value: the word as it stands there, which the fix replaces by the right entry.
+   */
+  entry?: string
 }
 
 export interface TableCheck {
@@ -385,7 +392,7 @@ function configFindings(base: PostfixMainConfig, views: Record<ProxyService, Ser
           code: 'lost-defaults',
           parameter,
           message: `${parameter} is set in main.cf without its default entries, so these tables are no longer approved: ${from.join(', ')}`,
-          hint: `keep the defaults: start the value with the default text (${defaultText.slice(0, 60)}...) and add your entries after it`,
+          hint: `keep the defaults: start the value with the default text and add your entries after it: ${parameter} = ${defaultText} ...your entries`,
         })
       }
     }
@@ -413,10 +420,13 @@ function explainTable(request: TableRequest, context: TableContext): TableCheck 
     ...(request.usedBy ? {usedBy: request.usedBy} : {}),
     problems: [], files: [],
   }
+  // A type no service has: which list misses it does not matter.
+  const unknownType = unknownTypeProblem(table)
+  if (unknownType) check.problems.push(unknownType)
   const exact = (e: ListEntry): boolean => e.proxied && e.table === table
   if (approved) {
     check.via = sourceChain(view, exact) ?? [parameter]
-  } else {
+  } else if (!unknownType) {
     check.problems.push(...denialReasons(table, view, views[OTHER[request.access]], context))
   }
   // Files, as mail_owner.
@@ -430,6 +440,18 @@ function explainTable(request: TableRequest, context: TableContext): TableCheck 
     }
   }
   return check
+}
+
+/** A type no proxymap has: approving the table cannot help, the service would answer RETRY. */
+function unknownTypeProblem(table: string): Problem | undefined {
+  const type = typeOf(table)
+  if (!table.includes(':') || defaultRegistry.has(type)) return undefined
+  const known = defaultRegistry.typeNames().filter(name => name !== 'proxy')
+  return {
+    code: 'unknown-type',
+    message: `"${type}" is not a table type (Postfix: "unsupported dictionary type: ${type}"): listed or not, the service cannot open ${table} and answers RETRY`,
+    hint: `${didYouMean(type, known)}correct the type in main.cf and in the client; the table types are: ${known.join(', ')}`,
+  }
 }
 
 function denialReasons(table: string, view: ServiceView, other: ServiceView, context: TableContext): Problem[] {
@@ -462,6 +484,7 @@ function denialReasons(table: string, view: ServiceView, other: ServiceView, con
     const traced = tracer.trace(top, e => e.word === entry.word) ?? [top]
     const chain = top === parameter ? traced : [RESTRICTION_CLASSES, ...traced]
     const where = describeSource(chain, entry.word)
+    const found = problems.length
     if (entry.table === table && !entry.proxied) {
       const holder = chain[chain.length - 1]
       problems.push({
@@ -485,9 +508,13 @@ function denialReasons(table: string, view: ServiceView, other: ServiceView, con
     } else if (typeOf(entry.table) === typeOf(table) && nameOf(entry.table).startsWith('/') && !nameOf(table).startsWith('/') &&
       (path.resolve(nameOf(table)) === path.normalize(nameOf(entry.table)) || path.basename(nameOf(entry.table)) === path.basename(nameOf(table)))) {
       problems.push({code: 'other-path', message: `${where}: the same table type with an absolute path, but "${nameOf(table)}" is relative; proxymap compares names byte for byte (and would open a relative name from its own working directory)`, hint: `use the absolute path: proxy:${typeOf(table)}:${nameOf(entry.table)}`})
+    } else if (typeOf(entry.table) === typeOf(table) && !nameOf(entry.table).startsWith('/') && nameOf(table).startsWith('/') &&
+      path.basename(nameOf(entry.table)) === path.basename(nameOf(table))) {
+      problems.push({code: 'other-path', message: `${where}: the same table type with a relative path ("${nameOf(entry.table)}"), but clients name it by its absolute path ("${nameOf(table)}"); proxymap compares names byte for byte`, hint: `write the absolute path in ${parameter}: proxy:${table}`})
     } else if (typeOf(entry.table) !== typeOf(table) && nameOf(entry.table) === nameOf(table)) {
       problems.push({code: 'other-type', message: `${where}: the same file with another table type (${typeOf(entry.table)}: vs ${typeOf(table)}:)`, hint: 'use the same type everywhere'})
     }
+    if (problems.length > found && chain.length === 1 && chain[0] === parameter) problems[found].entry = entry.word
   }
   // The other service's list (or, 3.11, a restriction class, which approves for proxymap only).
   if (approves(other, table)) {
@@ -520,7 +547,7 @@ function denialReasons(table: string, view: ServiceView, other: ServiceView, con
       problems.push({
         code: 'lost-default',
         message: `the default ${parameter} approves proxy:${table}${chain.length > 1 ? ` through ${dollar(chain.slice(1))}` : ''}, but main.cf sets ${parameter} without that default entry`,
-        hint: `append to the default instead of replacing it (${parameter} = ${defaultText.split(' ').slice(0, 2).join(' ')} ... your entries), or ${add}`,
+        hint: `append to the default instead of replacing it (${parameter} = ${defaultText} ...your entries), or ${add}`,
       })
     }
   }

@@ -6,6 +6,7 @@
 
 import fs from 'node:fs'
 import {POSTFIX_3_7_DEFAULTS} from '../config/index.js'
+import {splitOutsideBraces} from '../util/postfix-strings.js'
 import type {ApprovalParameter} from './approval-list.js'
 
 export interface ListEdit {
@@ -15,6 +16,8 @@ export interface ListEdit {
   after: string
   /** Tables added, with their proxy: prefix. */
   added: string[]
+  /** Entries taken out: near misses of an added table, written in the list itself (a misspelling left next to its fix). */
+  removed: string[]
 }
 
 /** A reference to the parameter itself: $name, ${name}, $(name) (also ${name?..}/${name:..}). */
@@ -27,12 +30,19 @@ export function selfReferencePattern(name: string): RegExp {
  * the configuration's Postfix release's (3.11's proxy_read_maps default is longer than 3.7's).
  */
 export function planListEdit(parameter: ApprovalParameter, current: string | undefined, tables: string[],
-  defaults: Readonly<Record<string, string>> = POSTFIX_3_7_DEFAULTS): ListEdit {
+  defaults: Readonly<Record<string, string>> = POSTFIX_3_7_DEFAULTS, wrongEntries: readonly string[] = []): ListEdit {
   const defaultText = defaults[parameter]
   let base = current === undefined ? defaultText : current.replace(selfReferencePattern(parameter), () => defaultText)
   const added = [...new Set(tables.map(t => (t.startsWith('proxy:') ? t : `proxy:${t}`)))]
   base = squeezeOutsideBraces(base.trim())
-  return {parameter, before: current, after: [base, ...added].filter(s => s !== '').join(' '), added}
+  const removed: string[] = []
+  if (wrongEntries.length > 0) {
+    const words = splitOutsideBraces(base)
+    const kept = words.filter(word => !wrongEntries.includes(word) || added.includes(word))
+    removed.push(...new Set(words.filter(word => !kept.includes(word))))
+    if (removed.length > 0) base = kept.join(' ')
+  }
+  return {parameter, before: current, after: [base, ...added].filter(s => s !== '').join(' '), added, removed}
 }
 
 /**

@@ -26,6 +26,8 @@ export interface ProbeResult {
   next: string
   /** Error text when the service could not be reached or spoke something else. */
   error?: string
+  /** The service's answer contradicts main.cf as it is now: it still has the lists it read at start-up. */
+  staleService?: boolean
 }
 
 /** The default probe key: unlikely to exist, so NOKEY is the normal healthy answer. */
@@ -63,6 +65,31 @@ export async function probeTable(config: MainConfig, table: string, kind: Servic
   } finally {
     pool.closeAll()
   }
+}
+
+/**
+ * The probe next to main.cf's verdict. A proxymap process reads proxy_read_maps and
+ * proxy_write_maps once, at start-up: after main.cf changed, the running service and
+ * main.cf disagree until "postfix reload", and the report says so instead of printing
+ * "DENIED" and "access works" side by side.
+ */
+export function reconcileWithMainCf(probe: ProbeResult, approvedByMainCf: boolean, entry: string, list: string): ProbeResult {
+  const answered = probe.status === 'OK' || probe.status === 'NOKEY'
+  if (approvedByMainCf && probe.status === 'DENY') {
+    return {
+      ...probe, staleService: true,
+      meaning: `main.cf approves ${entry} (${list}), but the running ${probe.service} service answered DENY: it still has the lists it read when it started, before main.cf changed (or it runs with another configuration directory, or by another Postfix release's rules)`,
+      next: `run "postfix reload" (or restart "proxymap serve") so that the ${probe.service} service reads main.cf again, then probe again`,
+    }
+  }
+  if (!approvedByMainCf && answered) {
+    return {
+      ...probe, staleService: true,
+      meaning: `the running ${probe.service} service still answers for ${entry} (${probe.status}), but main.cf as it is now does not approve it: the service has the lists it read when it started, before main.cf changed; after the next "postfix reload" it will answer DENY`,
+      next: `list ${entry} in main.cf:${list} (see above) before the next "postfix reload", or leave it out if it was removed on purpose`,
+    }
+  }
+  return probe
 }
 
 /** Each status in plain words, with the next step. */
