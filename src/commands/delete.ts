@@ -1,6 +1,7 @@
 import {Args} from '@oclif/core'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {reflow} from '../lib/cli/help.js'
+import {tableWithDefaultType} from '../lib/cli/table-name.js'
 import {EXIT} from '../lib/cli/exit-codes.js'
 import {outputFlag} from '../lib/cli/output.js'
 import {colorEnabled, colorStatus, makeChalk, renderTable} from '../lib/cli/render.js'
@@ -40,17 +41,26 @@ Exit codes: 0 at least one key deleted, 1 none of the keys was found (as postmap
 write failed), 5 BAD/CONFIG (invalid request, table type cannot delete),
 6 service not reachable.`)
 
+  // Run as printed from the checkout, after update's examples (test/interop/help-examples.test.ts).
   static override examples = [
-    '<%= config.bin %> delete -c /etc/postfix proxy:lmdb:/var/lib/postfix/senders alice@example.com',
-    'printf "alice@example.com\\nbob@example.com\\n" | <%= config.bin %> delete proxy:lmdb:/var/lib/postfix/senders -',
-    '<%= config.bin %> delete --json lmdb:/etc/postfix/virtual alice@example.com bob@example.com',
+    {description: 'A table opened directly.',
+      command: '<%= config.bin %> delete -c examples/postfix lmdb:$PWD/examples/postfix/senders carol@example.com'},
+    {description: 'Keys on standard input, one whole line each, as postmap -d -.',
+      command: 'printf \'dave@example.com\\n\' | <%= config.bin %> delete -c examples/postfix lmdb:$PWD/examples/postfix/senders -'},
+    {description: 'JSON, with the keys that were not found.',
+      command: '<%= config.bin %> delete -c examples/postfix --json lmdb:$PWD/examples/postfix/senders erin@example.com nobody@example.com'},
+    {description: 'Through the proxywrite service of a real configuration (the table must be in proxy_write_maps).',
+      command: '<%= config.bin %> delete -c /etc/postfix proxy:lmdb:/var/lib/postfix/senders alice@example.com'},
   ]
 
-  static override strict = false
+  static override usage = [
+    'delete [-c DIR] [FLAGS] TABLE KEY [KEY...]',
+    'delete [-c DIR] [FLAGS] TABLE -',
+  ]
 
   static override args = {
     table: Args.string({description: 'type:name, or proxy:type:name to go through the proxywrite service', required: true}),
-    key: Args.string({description: 'key(s) to delete, or - to read keys from standard input', required: true}),
+    key: Args.string({description: 'key(s) to delete, or - to read keys from standard input', required: true, multiple: true}),
   }
 
   static override flags = {
@@ -64,6 +74,8 @@ write failed), 5 BAD/CONFIG (invalid request, table type cannot delete),
     const fromStdin = keyArgs.length === 1 && keyArgs[0] === '-'
     const keys = fromStdin ? inputLines() : keyArgs
     const config = this.loadConfig(flags['config-dir'])
+    const table = tableWithDefaultType(args.table, config)
+    this.operation = {table, access: 'write', configDir: flags['config-dir']}
     const json = this.jsonEnabled()
     const format = this.outputFormat(flags.output, false)
     const errColor = makeChalk(colorEnabled(flags.color, process.stderr))
@@ -72,9 +84,9 @@ write failed), 5 BAD/CONFIG (invalid request, table type cannot delete),
     const missingKeys: string[] = []
     let summary: DeleteSummary
     try {
-      const waiting = `deleting from ${args.table}`
+      const waiting = `deleting from ${table}`
       summary = await spinner.during(waiting, deleteKeys({
-        config, table: args.table, fold: !flags['no-fold'], dialect: flags.dialect as DialectChoice, log: stderrTableLog(),
+        config, table, fold: !flags['no-fold'], dialect: flags.dialect as DialectChoice, log: stderrTableLog(),
       }, keys, key => {
         if (format === 'plain') {
           // The spinner's line is cleared first, so that the message stays readable.
@@ -85,7 +97,7 @@ write failed), 5 BAD/CONFIG (invalid request, table type cannot delete),
       }))
     } catch (err) {
       if (!(err instanceof BatchFailure)) throw err
-      reportBatchFailure(err, json)
+      reportBatchFailure(err, json, this.operation)
       return undefined
     }
     if (summary.deleted === 0) process.exitCode = EXIT.NOT_FOUND

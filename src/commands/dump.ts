@@ -1,11 +1,12 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {reflow} from '../lib/cli/help.js'
+import {tableWithDefaultType} from '../lib/cli/table-name.js'
 import {toCliError} from '../lib/cli/errors.js'
 import {outputFlag} from '../lib/cli/output.js'
 import {colorEnabled} from '../lib/cli/render.js'
 import {DelayedSpinner} from '../lib/cli/spinner.js'
-import {maintainFlags, stderrTableLog} from '../lib/maintain/command-support.js'
+import {dialectFlag, stderrTableLog} from '../lib/maintain/command-support.js'
 import type {DialectChoice} from '../lib/client/service-client.js'
 import {dumpEntries} from '../lib/maintain/maintain.js'
 import {DumpRenderer, JsonDump, PlainDump, StreamWriter, TableDump} from '../lib/maintain/output.js'
@@ -40,11 +41,17 @@ Exit codes: 0 done (also for an empty table), 2 usage or configuration error,
 3 DENY (table not in proxy_read_maps), 4 RETRY (table unavailable), 5 BAD/CONFIG
 (invalid request, or the table type cannot be listed), 6 service not reachable.`)
 
+  // Run as printed from the checkout, with "npm start" serving examples/postfix in another
+  // terminal (test/interop/help-examples.test.ts runs them all).
   static override examples = [
-    '<%= config.bin %> dump -c /etc/postfix proxy:lmdb:/var/lib/postfix/senders',
-    '<%= config.bin %> dump --json lmdb:/etc/postfix/virtual | jq -r \'.entries[].key\'',
-    '<%= config.bin %> dump --output table inline:{alice=a,bob=b}',
-    '<%= config.bin %> dump -c /etc/postfix proxy:lmdb:/var/lib/postfix/senders | grep -c .',
+    {description: 'Through the running service, as "key<TAB>value" lines.',
+      command: '<%= config.bin %> dump -c examples/postfix proxy:texthash:$PWD/examples/postfix/virtual'},
+    {description: 'A table opened directly; JSON for scripts.',
+      command: '<%= config.bin %> dump -c examples/postfix --json texthash:$PWD/examples/postfix/virtual | jq -r \'.entries[].key\''},
+    {description: 'A table for people; an inline table in single quotes, or the shell expands its braces.',
+      command: '<%= config.bin %> dump -c examples/postfix --output table \'inline:{alice=a,bob=b}\''},
+    {description: 'How many entries a table has.',
+      command: '<%= config.bin %> dump -c examples/postfix texthash:$PWD/examples/postfix/relocated | grep -c .'},
   ]
 
   static override args = {
@@ -52,7 +59,8 @@ Exit codes: 0 done (also for an empty table), 2 usage or configuration error,
   }
 
   static override flags = {
-    ...maintainFlags,
+    // No -f: folding changes keys that are looked up or written, and dump does neither (postmap -s ignores -f too).
+    dialect: dialectFlag(),
     output: outputFlag('plain'),
     'max-rows': Flags.integer({summary: 'With --output table: show at most this many entries.', default: 1000, min: 1}),
   }
@@ -60,12 +68,14 @@ Exit codes: 0 done (also for an empty table), 2 usage or configuration error,
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Dump)
     const config = this.loadConfig(flags['config-dir'])
+    const table = tableWithDefaultType(args.table, config)
+    this.operation = {table, access: 'read', configDir: flags['config-dir']}
     const format = this.outputFormat(flags.output, false)
     const json = format === 'json'
     const asTable = format === 'table'
     const out = new StreamWriter(process.stdout, json || asTable ? 'utf8' : 'latin1')
     const color = colorEnabled(flags.color, process.stdout)
-    const renderer: DumpRenderer = json ? new JsonDump(out, args.table)
+    const renderer: DumpRenderer = json ? new JsonDump(out, table)
       : asTable ? new TableDump(out, flags['max-rows'], color)
       : new PlainDump(out)
     const progress = DelayedSpinner.forStderr(flags.color, !json && (asTable || !process.stdout.isTTY))
@@ -73,26 +83,26 @@ Exit codes: 0 done (also for an empty table), 2 usage or configuration error,
     let count = 0
     let begun = false
     const entries = dumpEntries({
-      config, table: args.table, fold: !flags['no-fold'], dialect: flags.dialect as DialectChoice, log: stderrTableLog(),
+      config, table, fold: true, dialect: flags.dialect as DialectChoice, log: stderrTableLog(),
     })
-    progress.start(`opening ${args.table}`)
+    progress.start(`opening ${table}`)
     try {
       for await (const [key, value] of entries) {
         if (!begun) {
           begun = true
-          progress.text = `reading ${args.table}`
+          progress.text = `reading ${table}`
           await renderer.begin()
         }
         await renderer.entry(key, value)
         count++
-        if (count % PROGRESS_EVERY === 0) progress.text = `${count} entries read from ${args.table}`
+        if (count % PROGRESS_EVERY === 0) await progress.update(`${count} entries read from ${table}`)
         if (out.readerGone) break // `dump | head`: stop quietly (and close the table)
       }
     } catch (err) {
       stopProgress(progress, count)
       // Nothing printed yet: the usual error output and exit code (base command).
       if (!begun) throw err
-      const cause = toCliError(err)
+      const cause = toCliError(err, this.operation)
       await renderer.end(count, {message: cause.message, exitCode: cause.exitCode})
       if (!json) process.stderr.write(`proxymap: listing stopped after ${count} entries: ${cause.message}\n`)
       process.exitCode = cause.exitCode

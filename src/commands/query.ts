@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {reflow} from '../lib/cli/help.js'
+import {tableWithDefaultType} from '../lib/cli/table-name.js'
 import {EXIT} from '../lib/cli/exit-codes.js'
 import {outputFlag} from '../lib/cli/output.js'
 import {colorEnabled, colorStatus, makeChalk, renderTable} from '../lib/cli/render.js'
@@ -31,19 +32,31 @@ Exit codes: 0 found (at least one key), 1 not found, 2 usage or configuration er
 3 DENY (table not approved), 4 RETRY (table unavailable), 5 BAD/CONFIG,
 6 service not reachable.`)
 
+  // Run as printed from the checkout, with "npm start" serving examples/postfix in another
+  // terminal (test/interop/help-examples.test.ts runs them all).
   static override examples = [
-    '<%= config.bin %> query -c examples/postfix proxy:texthash:examples/postfix/virtual alice@example.com',
-    '<%= config.bin %> query -c /etc/postfix proxy:lmdb:/etc/postfix/virtual alice@example.com bob@example.com',
-    'printf "alice@example.com\\nbob@example.com\\n" | <%= config.bin %> query proxy:lmdb:/etc/postfix/virtual -',
-    '<%= config.bin %> query --json inline:{alice=a,bob=b} alice',
-    '<%= config.bin %> query --output table -c /etc/postfix proxy:lmdb:/etc/postfix/virtual alice@example.com bob@example.com',
+    {description: 'Through the running service (table names are compared byte for byte: give the absolute path, as main.cf does).',
+      command: '<%= config.bin %> query -c examples/postfix proxy:texthash:$PWD/examples/postfix/virtual alice@example.com'},
+    {description: 'Several keys: "key<TAB>value" per hit in a pipe, a table on a terminal.',
+      command: '<%= config.bin %> query -c examples/postfix proxy:texthash:$PWD/examples/postfix/virtual alice@example.com bob@example.com'},
+    {description: 'Keys from standard input, as postmap -q -.',
+      command: 'printf \'alice@example.com\\nnobody@example.com\\n\' | <%= config.bin %> query -c examples/postfix proxy:texthash:$PWD/examples/postfix/virtual -'},
+    {description: 'A table opened directly, without the service.',
+      command: '<%= config.bin %> query -c examples/postfix texthash:$PWD/examples/postfix/relocated dave@example.com'},
+    {description: 'JSON; an inline table in single quotes, or the shell expands its braces.',
+      command: '<%= config.bin %> query -c examples/postfix --json \'inline:{alice=a,bob=b}\' alice'},
+    {description: 'A table for people, with the keys that were not found.',
+      command: '<%= config.bin %> query -c examples/postfix --output table proxy:texthash:$PWD/examples/postfix/virtual alice@example.com nobody@example.com'},
   ]
 
-  static override strict = false
+  static override usage = [
+    'query [-c DIR] [FLAGS] TABLE KEY [KEY...]',
+    'query [-c DIR] [FLAGS] TABLE -',
+  ]
 
   static override args = {
     table: Args.string({description: 'type:name, or proxy:type:name to go through the service', required: true}),
-    key: Args.string({description: 'key(s) to look up, or - to read keys from standard input', required: true}),
+    key: Args.string({description: 'key(s) to look up, or - to read keys from standard input', required: true, multiple: true}),
   }
 
   static override flags = {
@@ -55,6 +68,8 @@ Exit codes: 0 found (at least one key), 1 not found, 2 usage or configuration er
   async run(): Promise<{table: string; results: QueryResult[]; found: number; missing: number}> {
     const {args, argv, flags} = await this.parse(Query)
     const config = this.loadConfig(flags['config-dir'])
+    const table = tableWithDefaultType(args.table, config)
+    this.operation = {table, access: 'read', configDir: flags['config-dir']}
     const keyArgs = (argv as string[]).slice(1)
     const fromStdin = keyArgs.length === 1 && keyArgs[0] === '-'
     const listing = fromStdin || keyArgs.length > 1
@@ -68,12 +83,12 @@ Exit codes: 0 found (at least one key), 1 not found, 2 usage or configuration er
     let found = 0
     let answered = 0
     const answers = queryKeys({
-      config, table: args.table, keys: [], fold: !flags['no-fold'], dialect: flags.dialect as DialectChoice,
+      config, table, keys: [], fold: !flags['no-fold'], dialect: flags.dialect as DialectChoice,
       log: {warning: m => log.warning(m), error: m => log.error(m), info: m => log.info(m)},
     }, keys)
     for (;;) {
       // The first answer includes opening the table (connecting to the service for proxy:).
-      const next = await spinner.during(answered++ === 0 ? `opening ${args.table}` : `looking up in ${args.table}`, answers.next())
+      const next = await spinner.during(answered++ === 0 ? `opening ${table}` : `looking up in ${table}`, answers.next())
       if (next.done) break
       const result = next.value
       if (result.found) found++
@@ -81,7 +96,7 @@ Exit codes: 0 found (at least one key), 1 not found, 2 usage or configuration er
       else if (result.found) process.stdout.write(listing ? `${result.key}\t${result.value}\n` : `${result.value}\n`)
     }
     if (format === 'table') process.stdout.write(`${renderResults(results, colorEnabled(flags.color, process.stdout))}\n`)
-    const summary = {table: args.table, results, found, missing: results.length - found}
+    const summary = {table, results, found, missing: results.length - found}
     // Not found is an answer, not an error: one JSON document, and exit 1 as postmap -q.
     if (found === 0) process.exitCode = EXIT.NOT_FOUND
     return summary

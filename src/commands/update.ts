@@ -1,6 +1,7 @@
 import {Args} from '@oclif/core'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {reflow} from '../lib/cli/help.js'
+import {tableWithDefaultType} from '../lib/cli/table-name.js'
 import {CliError} from '../lib/cli/errors.js'
 import {EXIT} from '../lib/cli/exit-codes.js'
 import {outputFlag} from '../lib/cli/output.js'
@@ -42,19 +43,29 @@ Exit codes: 0 every entry stored, 2 usage error or malformed input line,
 5 BAD/CONFIG (invalid request, table type cannot be updated, update refused),
 6 service not reachable.`)
 
+  // Run as printed from the checkout (test/interop/help-examples.test.ts runs them all).
   static override examples = [
-    '<%= config.bin %> update -c /etc/postfix proxy:lmdb:/var/lib/postfix/senders alice@example.com OK',
-    'printf "alice@example.com OK\\nbob@example.com REJECT\\n" | <%= config.bin %> update proxy:lmdb:/var/lib/postfix/senders -',
-    '<%= config.bin %> update --json lmdb:/etc/postfix/virtual alice@example.com alice@mailbox.example.com',
-    '<%= config.bin %> update -c /etc/postfix proxy:lmdb:/var/lib/postfix/senders - < senders.txt',
+    {description: 'A table opened directly (an lmdb file is created by the first update).',
+      command: '<%= config.bin %> update -c examples/postfix lmdb:$PWD/examples/postfix/senders alice@example.com OK'},
+    {description: 'The words after the key are the value, as postmap -i reads "key whitespace value".',
+      command: '<%= config.bin %> update -c examples/postfix lmdb:$PWD/examples/postfix/senders bob@example.com REJECT spam source'},
+    {description: 'postmap input on standard input.',
+      command: 'printf \'carol@example.com OK\\ndave@example.com REJECT\\n\' | <%= config.bin %> update -c examples/postfix lmdb:$PWD/examples/postfix/senders -'},
+    {description: 'JSON: {"table","updated"}.',
+      command: '<%= config.bin %> update -c examples/postfix --json lmdb:$PWD/examples/postfix/senders erin@example.com OK'},
+    {description: 'Through the proxywrite service of a real configuration (the table must be in proxy_write_maps).',
+      command: '<%= config.bin %> update -c /etc/postfix proxy:lmdb:/var/lib/postfix/senders alice@example.com OK'},
   ]
 
-  static override strict = false
+  static override usage = [
+    'update [-c DIR] [FLAGS] TABLE KEY VALUE...',
+    'update [-c DIR] [FLAGS] TABLE -',
+  ]
 
   static override args = {
     table: Args.string({description: 'type:name, or proxy:type:name to go through the proxywrite service', required: true}),
     key: Args.string({description: 'the key, or - to read "key value" lines from standard input', required: true}),
-    value: Args.string({description: 'the value (one argument: quote it when it has spaces)', ignoreStdin: true}),
+    value: Args.string({description: 'the value: the remaining words, joined by one space each (as postmap -i reads "key whitespace value")', ignoreStdin: true, multiple: true}),
   }
 
   static override flags = {
@@ -68,20 +79,23 @@ Exit codes: 0 every entry stored, 2 usage error or malformed input line,
     const fromStdin = rest.length === 1 && rest[0] === '-'
     let entries: AsyncIterable<InputEntry> | InputEntry[]
     if (fromStdin) entries = postmapEntries(inputLines())
-    else if (rest.length === 2 && rest[0] !== '' && rest[1] !== '') entries = [{key: rest[0], value: rest[1]}]
-    else throw new CliError('expected KEY VALUE (both non-empty), or - to read "key value" lines from standard input', EXIT.USAGE)
+    else if (rest.length >= 2 && rest[0] !== '' && rest.slice(1).join(' ').trim() !== '') entries = [{key: rest[0], value: rest.slice(1).join(' ')}]
+    else throw new CliError(rest[0] === '' ? 'the KEY is empty' : 'expected KEY VALUE..., or - to read "key value" lines from standard input', EXIT.USAGE,
+      'example: proxymap update lmdb:/etc/postfix/senders bob@example.com REJECT spam source')
     const config = this.loadConfig(flags['config-dir'])
+    const table = tableWithDefaultType(args.table, config)
+    this.operation = {table, access: 'write', configDir: flags['config-dir']}
     const format = this.outputFormat(flags.output, false)
     // Not while the person types the entries: the spinner would draw over their input.
     const spinner = DelayedSpinner.forStderr(flags.color, !(fromStdin && process.stdin.isTTY))
     let summary: UpdateSummary
     try {
-      summary = await spinner.during(`updating ${args.table}`, updateEntries({
-        config, table: args.table, fold: !flags['no-fold'], dialect: flags.dialect as DialectChoice, log: stderrTableLog(),
+      summary = await spinner.during(`updating ${table}`, updateEntries({
+        config, table, fold: !flags['no-fold'], dialect: flags.dialect as DialectChoice, log: stderrTableLog(),
       }, entries))
     } catch (err) {
       if (!(err instanceof BatchFailure)) throw err
-      reportBatchFailure(err, this.jsonEnabled())
+      reportBatchFailure(err, this.jsonEnabled(), this.operation)
       return undefined
     }
     if (format === 'plain') process.stdout.write(`${summary.table}: ${summary.updated} updated\n`)

@@ -8,11 +8,10 @@
 
 import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
-import * as os from 'node:os'
 import * as path from 'node:path'
 import {after, before, describe, test} from 'node:test'
-import {PROJECT_BIN, PROJECT_ROOT, canConnect, runCommand, spawnTracked, waitFor} from '../helpers/postfix.js'
-import type {ChildProcess} from 'node:child_process'
+import {PROJECT_ROOT, runCommand} from '../helpers/postfix.js'
+import {exampleCheckout, type ExampleCheckout} from '../helpers/example-server.js'
 
 export interface ReadmeStep {
   /** 1-based line of the README where the command starts. */
@@ -61,34 +60,16 @@ const SEPARATOR = '\u001e'
 
 describe('README examples', () => {
   const readme = fs.readFileSync(path.join(PROJECT_ROOT, 'README.md'), 'utf8')
-  let dir: string
-  let server: ChildProcess | undefined
-  let serverLog = ''
+  let checkout: ExampleCheckout
 
   before(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pm-readme-'))
-    // The server runs as mail_owner (nobody): it must reach the tables.
-    fs.chmodSync(dir, 0o755)
-    fs.cpSync(path.join(PROJECT_ROOT, 'examples', 'postfix'), path.join(dir, 'examples', 'postfix'),
-      {recursive: true, filter: src => !src.split(path.sep).includes('spool')})
-    // ./bin/run.js as in the checkout (Node runs the real file, so it finds dist/ and node_modules/).
-    fs.symlinkSync(path.join(PROJECT_ROOT, 'bin'), path.join(dir, 'bin'))
-    // `proxymap` as `npm link` would install it.
-    fs.mkdirSync(path.join(dir, 'path'))
-    fs.writeFileSync(path.join(dir, 'path', 'proxymap'), `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(PROJECT_BIN)} "$@"\n`, {mode: 0o755})
+    checkout = exampleCheckout('pm-readme-')
     // npm start, from the checkout.
-    server = spawnTracked(process.execPath, [PROJECT_BIN, 'serve', '-c', 'examples/postfix'], {cwd: dir, stdio: ['ignore', 'ignore', 'pipe']})
-    server.stderr?.on('data', (d: Buffer) => { serverLog += d })
-    const socket = path.join(dir, 'examples', 'postfix', 'spool', 'private', 'proxymap')
-    await waitFor(() => canConnect(socket, 500), 20_000, () => `the example server did not listen on ${socket}: ${serverLog}`)
+    await checkout.serve()
   })
 
   after(async () => {
-    if (server && server.exitCode === null) {
-      server.kill('SIGTERM')
-      await new Promise(resolve => server!.once('exit', resolve))
-    }
-    if (dir) fs.rmSync(dir, {recursive: true, force: true})
+    await checkout?.destroy()
   })
 
   test('the README has runnable examples for querying, maintaining and diagnosing DENY', () => {
@@ -113,9 +94,7 @@ describe('README examples', () => {
     const steps = readmeSteps(readme)
     // One shell for every step: the separator, step number and exit status after each.
     const script = steps.map((s, i) => `${s.command}\nprintf '${SEPARATOR}%d %d${SEPARATOR}' ${i} $?\nprintf '${SEPARATOR}' >&2\n`).join('')
-    const env: NodeJS.ProcessEnv = {...process.env, PATH: `${path.join(dir, 'path')}:${process.env.PATH}`, TMPDIR: dir}
-    for (const name of ['NO_COLOR', 'FORCE_COLOR', 'MAIL_CONFIG']) delete env[name]
-    const r = await runCommand('bash', ['-c', script], {cwd: dir, env, timeoutMs: 240_000})
+    const r = await runCommand('bash', ['-c', script], {cwd: checkout.dir, env: checkout.env, timeoutMs: 240_000})
     assert.equal(r.timedOut, false, `the examples timed out; stdout=${r.stdout} stderr=${r.stderr}`)
     const outputs = r.stdout.split(SEPARATOR)
     const errors = r.stderr.split(SEPARATOR)

@@ -4,7 +4,7 @@ import path from 'node:path'
 import {Command, Flags, Interfaces} from '@oclif/core'
 import {POSTFIX_VERSIONS, choosePostfixVersion, loadMainConfig, resolveConfigDir} from '../config/index.js'
 import type {MainConfig, PostfixVersionChoice} from '../config/index.js'
-import {CliError, toCliError} from './errors.js'
+import {CliError, toCliError, type TableOperation} from './errors.js'
 import {EXIT} from './exit-codes.js'
 import {argvAsksForJson, argvTurnsColorOff, chooseOutput, type OutputFormat} from './output.js'
 import {colorEnabled, makeChalk, preloadChalk} from './render.js'
@@ -21,6 +21,9 @@ export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(type
 
 export abstract class BaseCommand extends Command {
   static override enableJsonFlag = true
+
+  /** The table operation under way, once known: hints then name the table, its list and -c. */
+  protected operation?: TableOperation
 
   static override baseFlags = {
     'config-dir': Flags.string({
@@ -91,7 +94,7 @@ export abstract class BaseCommand extends Command {
       }
       return super.catch(err)
     }
-    const cliError = toCliError(err)
+    const cliError = toCliError(err, this.operation)
     if (this.jsonEnabled()) {
       this.logJson({error: {message: cliError.message, hint: cliError.hint, exitCode: cliError.exitCode}})
     } else {

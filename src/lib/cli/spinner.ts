@@ -52,6 +52,16 @@ export class DelayedSpinner {
     if (this.spinner) this.spinner.text = text
   }
 
+  /**
+   * Sets the text and lets the spinner's timers run: a file table answers every request
+   * without leaving the event loop, so a long loop over it would otherwise never show the
+   * spinner (its delay is a timer) nor move it.
+   */
+  async update(text: string): Promise<void> {
+    this.text = text
+    if (this.enabled) await new Promise(resolve => setImmediate(resolve))
+  }
+
   /** Clears the line; `finalText` stays there, when the spinner was showing at all. */
   stop(finalText?: string): void {
     this.wanted = false

@@ -3,7 +3,7 @@
 
 import {Flags} from '@oclif/core'
 import {Logger, CommandStderrSink} from '../log/logger.js'
-import {toCliError} from '../cli/errors.js'
+import {toCliError, type TableOperation} from '../cli/errors.js'
 import type {TableLog} from '../tables/table.js'
 import {BatchFailure, describeBatchFailure} from './maintain.js'
 
@@ -33,8 +33,8 @@ export function stderrTableLog(): TableLog {
  * Report a batch that stopped (stderr, or one JSON document on stdout) and set the exit
  * code of its cause; the command then returns normally so that nothing else is printed.
  */
-export function reportBatchFailure(failure: BatchFailure, json: boolean): void {
-  const cause = toCliError(failure.reason)
+export function reportBatchFailure(failure: BatchFailure, json: boolean, operation?: TableOperation): void {
+  const cause = toCliError(failure.reason, operation)
   const {text, json: document} = describeBatchFailure(failure, cause.exitCode, cause.hint)
   if (json) process.stdout.write(`${JSON.stringify(document, null, 2)}\n`)
   else {

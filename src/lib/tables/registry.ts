@@ -3,6 +3,7 @@
 
 import {OpenOptions, Table, TableError, TableType} from './table.js'
 import {SurrogateTable} from './surrogate.js'
+import {UnknownTableTypeError} from './unknown-type.js'
 import {activateUtf8, needUtf8Activation} from './fold.js'
 
 /**
@@ -123,7 +124,7 @@ export class TableRegistry {
     }
     if (!type) {
       const reason = `unsupported dictionary type: ${typeName}`
-      if (strict) throw new TableError('retry', reason)
+      if (strict) throw new UnknownTableTypeError(typeName)
       return this.surrogate(typeName, name, reason, full, false)
     }
     try {
