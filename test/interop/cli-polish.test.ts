@@ -10,7 +10,7 @@ import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import {after, before, describe, test} from 'node:test'
-import {POSTMAP, PROJECT_BIN, runCommand, type RunResult} from '../helpers/postfix.js'
+import {POSTMAP, PROJECT_BIN, createPostfixInstance, runCommand, type PostfixInstance, type RunResult} from '../helpers/postfix.js'
 import {exampleCheckout, type ExampleCheckout} from '../helpers/example-server.js'
 import {runOnTerminal} from '../helpers/terminal.js'
 
@@ -205,5 +205,30 @@ describe('the CLI as an administrator expects it (issue #17)', () => {
     const typo = await proxymap(['qurey', 'x'])
     assert.notEqual(typo.code, 0)
     assert.match(typo.stderr, /Did you mean query\?/i)
+  })
+})
+
+describe('--dialect v2 against a real Postfix 3.7 proxymap', () => {
+  let pf: PostfixInstance
+
+  before(async () => {
+    pf = await createPostfixInstance({prefix: 'pm-polish-dialect-'})
+    const virtual = await pf.createTable('hash', 'virtual', 'alice@example.com alice@mailbox.example.com\n')
+    await pf.postconf({virtual_alias_maps: `proxy:${virtual}`, proxy_read_maps: '$virtual_alias_maps'})
+    await pf.startPostfix()
+  })
+
+  after(async () => {
+    await pf?.destroy()
+  })
+
+  test('says that the service speaks the other dialect and which flag to use', async () => {
+    const table = `proxy:hash:${pf.etc}/virtual`
+    const v2 = await runCommand(process.execPath, [PROJECT_BIN, 'query', '-c', pf.etc, '--dialect', 'v2', table, 'alice@example.com'], {timeoutMs: 30_000})
+    assert.equal(v2.code, 5, v2.stderr)
+    assert.match(v2.stderr, /as invalid in the v2 \(Postfix >= 3\.11\) dialect/)
+    assert.match(v2.stderr, /hint: if the service is Postfix <= 3\.10, use --dialect legacy, or --dialect auto/)
+    const auto = await runCommand(process.execPath, [PROJECT_BIN, 'query', '-c', pf.etc, table, 'alice@example.com'], {timeoutMs: 30_000})
+    assert.equal(auto.stdout, 'alice@mailbox.example.com\n', auto.stderr)
   })
 })

@@ -1,7 +1,8 @@
 // Every example of every command's --help, as printed (at the 80 columns of a pipe, wrapped
 // lines and all), run as a reader runs them: from a copy of the checkout, with serve's own
 // example serving examples/postfix "in another terminal" and `proxymap` on PATH, in one
-// shell and in the order query, update, dump, delete, check-access (HOME is the copy's). Each must exit 0
+// shell and in the order query, update, dump, delete, check-access, completion (HOME is the
+// copy's). Each must exit 0
 // (an example showing a failure prints its code with `echo "exit $?"`). Examples naming
 // /etc/postfix are for a real installation and are not run, but every table name in every
 // example must reach the program as printed: absolute, and braces not expanded by the shell.
@@ -14,7 +15,7 @@ import {PROJECT_BIN, runCommand} from '../helpers/postfix.js'
 import {exampleCheckout, type ExampleCheckout} from '../helpers/example-server.js'
 
 /** The order the examples build on each other (update creates what delete deletes). */
-const COMMANDS = ['serve', 'query', 'update', 'dump', 'delete', 'check-access', 'install-master'] as const
+const COMMANDS = ['serve', 'query', 'update', 'dump', 'delete', 'check-access', 'install-master', 'completion'] as const
 const SEPARATOR = '\u001e'
 
 /** The commands of the EXAMPLES section of a --help text, continuation lines kept as printed. */
