@@ -796,4 +796,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
 }  // namespace
 
-NODE_API_MODULE(postfix_native, Init)
+void InitPatterns(Napi::Env env, Napi::Object exports);  // native/patterns.cc
+static Napi::Object InitAll(Napi::Env env, Napi::Object exports) { InitPatterns(env, Init(env, exports)); return exports; }
+NODE_API_MODULE(postfix_native, InitAll)

@@ -24,7 +24,7 @@ const SOURCE = [
 
 const ADDRESS_KEYS = ['alice@example.com', 'ALICE@EXAMPLE.COM', 'bob@example.com', 'Bob@Example.com', 'carol', 'CAROL',
   'école', 'ÉCOLE', 'Ecole', 'straße', 'STRASSE', 'x', 'X', 'nobody', 'user-joe@example.com', 'USER-JOE@example.com',
-  'deny-me', 'a b c', 'postmaster@example.net', '日本語']
+  'deny-me', 'a b c', 'postmaster@example.net', '日本語', 'abcd', 'abab@abab', '(a(b)c)', 'x.example.com']
 const IP_KEYS = ['192.168.1.7', '192.168.2.1', '10.0.0.1', '10.1.2.3', '172.16.5.4', '127.0.0.1', '::1', '2001:db8::1',
   '2001:DB8::1', '2001:db8:1::5', 'fe80::1', '::ffff:192.168.1.7', '0.0.0.0', 'not-an-ip', '255.255.255.255']
 
@@ -57,6 +57,8 @@ before(async () => {
     '/^(alice|bob)@/ known-$1',
     'endif',
     '/^[[:upper:]]+$/ all-upper',
+    '/^(a|ab)(c|bcd)(d*)$/ posix:$1/$2/$3',
+    '/^((ab)*)@\\1$/ backref-$1-$2',
     '!/@/ no-at-sign',
     '',
   ].join('\n'), {build: false}))
@@ -69,6 +71,11 @@ before(async () => {
     '/^(?i)CAROL$/ pcre-carol',
     '/^(?>a+)b?$/ atomic',
     '/\\Aalice\\b/ alice-word',
+    '/^(\\w+)@\\1$/ pcre-backref-$1',
+    '/^\\((?:[^()]|(?R))*\\)$/ pcre-recursion',
+    '/^(a)?(?(1)bcd|xyz)$/ pcre-conditional-$1',
+    '/(?<=x\\.|^www\\.)example/ pcre-lookbehind',
+    '/^\\Qa b\\E/ pcre-quoted',
     '',
   ].join('\n'), {build: false}))
   names.set('inline', 'inline:{alice@example.com=inline-alice, {carol = inline carol}, École=inline-École}')

@@ -1,7 +1,9 @@
 // The project's own native addon (native/postfix_native.cc, built by node-gyp from
 // binding.gyp when `npm install`/`npm ci` runs): Berkeley DB 5.3 (libdb) handles for the
 // hash and btree table types, LMDB 0.9 (liblmdb, the library Postfix links) environments
-// and transactions for the lmdb table type, and the POSIX calls Node lacks: flock(),
+// and transactions for the lmdb table type, the engines of the regexp and pcre table types
+// and of UTF-8 case folding (native/patterns.cc: the C library's regex, libpcre2-8 and
+// ICU, as Postfix links them), and the POSIX calls Node lacks: flock(),
 // fcntl() record locks, chroot(), setsid(). The C++ side only forwards calls; decisions
 // live here and in the callers. The addon is loaded on first use, so that commands that never touch
 // these features work without it.
@@ -95,7 +97,62 @@ export interface NativeLmdbEnv {
   close(): void
 }
 
+/** A search's answer when it is more than a rule index: see NativePatternProgram.search(). */
+export interface NativeSearchResult {
+  /** The index of the matching rule, -1 when none matched. */
+  rule: number
+  /** Matching errors: [rule index, the engine's error text], in the order they happened. */
+  warnings: [number, string][]
+  /** search() only: the rule to go on with in searchAsync() (the main thread's share is spent). */
+  resume?: number
+  /** searchAsync() only: the matching rule's group offsets (start, end; -1 when unset). */
+  offsets?: Int32Array
+}
+
+/**
+ * The compiled patterns and rules of one regexp (engine 0: regcomp()/regexec()) or pcre
+ * (engine 1: pcre2_compile()/pcre2_match()) table.
+ */
+export interface NativePatternProgram {
+  /**
+   * Compile a pattern with the engine's flags (REG_* or PCRE2_* options): its index and
+   * number of groups, or the engine's error text (and, for PCRE2, the offset).
+   */
+  compile(pattern: string, flags: number): {index: number; groups: number} | {error: string; offset?: number}
+  /**
+   * The table's rules, 7 ints each: kind (0 match, 1 IF, 2 ENDIF), first pattern, first
+   * negated (0/1), second pattern (-1: none), second negated, largest $number, ENDIF index
+   * (-1: none). search() leaves the matching rule's group offsets in `offsets`.
+   */
+  setRules(rules: Int32Array, offsets: Int32Array): void
+  /**
+   * Postfix's first-match search from rule `from`, on this thread but bounded in time:
+   * the matching rule's index (or -1) when that is all there is to say.
+   */
+  search(key: string, from: number): number | NativeSearchResult
+  /** The same search in a worker thread, without bounds other than Postfix's own. */
+  searchAsync(key: string, from: number): Promise<NativeSearchResult>
+}
+
 export interface PostfixNative {
+  PatternProgram: new (engine: number) => NativePatternProgram
+  /** ICU's ucasemap_utf8FoldCase() (U_FOLD_CASE_DEFAULT) of a byte string, up to its first NUL. */
+  casefold(bytes: string): string
+  patternConstants: {
+    REG_EXTENDED: number
+    REG_ICASE: number
+    REG_NEWLINE: number
+    REG_NOSUB: number
+    PCRE2_CASELESS: number
+    PCRE2_MULTILINE: number
+    PCRE2_DOTALL: number
+    PCRE2_EXTENDED: number
+    PCRE2_ANCHORED: number
+    PCRE2_DOLLAR_ENDONLY: number
+    PCRE2_UNGREEDY: number
+  }
+  /** The PCRE2 and ICU versions linked at run time ("10.42 2022-12-11", "72.1"). */
+  patternVersions: {pcre2: string; icu: string}
   /**
    * DB->open() of `file` in a private DB_INIT_MPOOL environment whose home is `home`
    * (Postfix: the directory of the file), with DB_FCNTL_LOCKING as Postfix passes it.
@@ -156,7 +213,7 @@ export interface PostfixNative {
 export class NativeAddonMissingError extends Error {
   constructor(readonly addonPath: string, cause: unknown) {
     super(`the native addon ${addonPath} is missing or cannot be loaded (${(cause as Error)?.message ?? cause}); ` +
-      'install the Berkeley DB and LMDB headers and a C++ toolchain (Debian: apt-get install libdb5.3-dev liblmdb-dev g++ make python3), ' +
+      'install the Berkeley DB, LMDB, PCRE2 and ICU headers and a C++ toolchain (Debian: apt-get install libdb5.3-dev liblmdb-dev libpcre2-dev libicu-dev g++ make python3), ' +
       'then run: npm rebuild  (or: npm run build:native)')
     this.name = 'NativeAddonMissingError'
   }

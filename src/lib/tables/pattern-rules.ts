@@ -1,15 +1,17 @@
 // The rule-file machinery that Postfix's pattern tables (regexp, pcre, cidr) share: where
 // the rules come from, the IF/ENDIF statements, the replacement text with its $number
-// references, the search that skips a failed IF's block, and the read-only open. Postfix
+// references, the search that skips a failed IF's block, the read-only open, and the
+// table that matches regexp and pcre rules in the native addon's engines. Postfix
 // repeats this code in dict_regexp.c, dict_pcre.c and dict_cidr.c; it is kept in one place
 // here so that the three types cannot drift apart where Postfix behaves alike.
 
 import {DICT_FLAG} from '../protocol/constants.js'
-import {activateUtf8, needUtf8Activation} from './fold.js'
+import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
+import {loadNative, type NativePatternProgram, type PostfixNative} from '../native/index.js'
 import {isSpaceChar, trimSpace} from '../util/chars.js'
 import {CHARS_COMMA_SP, extractBraced, splitOutsideBraces} from '../util/postfix-strings.js'
 import {cString, FileStamp, fileChanged, filesToBase64, logicalLines, readBinaryFile, stampOf, strerror} from './source-file.js'
-import {OpenOptions, Table, TableError, TableLog, TableType} from './table.js'
+import {MaybePromise, OpenOptions, Table, TableError, TableLog, TableType} from './table.js'
 
 type Warn = (message: string) => void
 
@@ -309,50 +311,104 @@ export function searchRules<R extends PatternRule>(
 
 // ---------------------------------------------------------------------------- regexp and pcre
 
-/**
- * What differs between the rule files of regexp and pcre tables: the pattern syntax
- * (`[!]/pattern/flags`, parsed and compiled each its own way) and the match rule. IF,
- * ENDIF and everything else about a line are parsed alike (dict_regexp.c, dict_pcre.c).
- */
-export interface ExpressionSyntax<Match extends {op: 'match'; lineno: number}, Raw, Compiled> {
-  /** A pattern starting at `pos` (negations included), and where it ends. */
-  getPattern(line: string, pos: number, where: string, warn: Warn): {pattern: Raw; pos: number} | undefined
-  /** Compile a pattern (here: an IF condition); undefined: skipped, it has warned. */
-  compile(pattern: Raw, where: string, warn: Warn): {compiled: Compiled} | undefined
-  /** A line that is a pattern rule (not a statement). */
-  parseMatch(line: string, where: string, dictFlags: number, warn: Warn): Promise<Match | undefined>
+/** A pattern as written: its text, whether it is negated (`!`), and the engine's flags. */
+export interface PatternText {
+  text: string
+  match: boolean
+  flags: number
 }
 
-export type ExpressionRule<Match, Compiled> =
-  | Match
-  | {op: 'if'; lineno: number; pattern: Compiled; end: number}
+/** A pattern compiled into the table's native program. */
+export interface CompiledPattern {
+  index: number
+  /** regcomp()'s re_nsub or PCRE2_INFO_CAPTURECOUNT. */
+  groups: number
+  match: boolean
+}
+
+/** Compile a pattern; undefined: the engine refused it and the rule is skipped (warned). */
+export type CompilePattern = (pattern: PatternText, where: string) => CompiledPattern | undefined
+
+export interface ExpressionMatchRule {
+  op: 'match'
+  lineno: number
+  first: CompiledPattern
+  /** regexp's `/first/!/second/` form. */
+  second?: CompiledPattern
+  parts: ReplacementPart[]
+  maxSub: number
+  /** The replacement when it has no $number. */
+  literal?: string
+}
+
+export type ExpressionRule =
+  | ExpressionMatchRule
+  | {op: 'if'; lineno: number; pattern: CompiledPattern; end: number}
   | {op: 'endif'; lineno: number}
 
-/** Load the rules of a regexp or pcre table; bad lines are skipped with Postfix's warnings. */
-export async function loadExpressionRules<Match extends {op: 'match'; lineno: number}, Raw, Compiled>(
-  type: string, name: string, content: string, dictFlags: number, log: TableLog, syntax: ExpressionSyntax<Match, Raw, Compiled>,
-): Promise<ExpressionRule<Match, Compiled>[]> {
-  const warn = (message: string): void => log.warning(message)
-  return loadRules(type, name, content, warn, async (text, lineno, nesting) => {
-    const line = trimSpace(cString(text))
-    if (line.length === 0) return undefined
-    return parseExpressionLine(line, `${type} map ${name}, line ${lineno}`, nesting, dictFlags | DICT_FLAG.PATTERN, warn, syntax)
-  })
+/**
+ * What differs between the rule files of regexp and pcre tables: the engine, the pattern
+ * syntax (`[!]/pattern/flags`), how a compile error is worded and the match rule. IF,
+ * ENDIF and everything else about a line are parsed alike (dict_regexp.c, dict_pcre.c).
+ */
+export interface ExpressionSyntax {
+  readonly type: 'regexp' | 'pcre'
+  readonly engine: typeof ENGINE_POSIX | typeof ENGINE_PCRE
+  /** A pattern starting at `pos` (negations included), and where it ends. */
+  getPattern(line: string, pos: number, where: string, warn: Warn): {pattern: PatternText; pos: number} | undefined
+  /** The warning for a pattern that the engine does not compile. */
+  compileError(where: string, error: {error: string; offset?: number}): string
+  /** A line that is a pattern rule (not a statement). */
+  parseMatch(line: string, where: string, dictFlags: number, warn: Warn, compile: CompilePattern): Promise<ExpressionMatchRule | undefined>
 }
 
-async function parseExpressionLine<Match extends {op: 'match'; lineno: number}, Raw, Compiled>(
-  line: string, where: string, nesting: number, dictFlags: number, warn: Warn, syntax: ExpressionSyntax<Match, Raw, Compiled>,
-): Promise<ExpressionRule<Match, Compiled> | undefined> {
-  if (!startsStatement(line)) return syntax.parseMatch(line, where, dictFlags, warn)
+const ENGINE_POSIX = 0
+const ENGINE_PCRE = 1
+export const PATTERN_ENGINE = {posix: ENGINE_POSIX, pcre: ENGINE_PCRE} as const
+
+/** The native addon's pattern engines; a missing build makes the table unavailable. */
+export function patternEngines(): PostfixNative {
+  try {
+    return loadNative()
+  } catch (err) {
+    throw new TableError('config', (err as Error).message)
+  }
+}
+
+/** Load and compile the rules of a regexp or pcre table; bad lines are skipped with Postfix's warnings. */
+export async function loadExpressionRules(name: string, content: string, dictFlags: number, log: TableLog, syntax: ExpressionSyntax):
+  Promise<{rules: ExpressionRule[]; program: NativePatternProgram}> {
+  const warn = (message: string): void => log.warning(message)
+  const program = new (patternEngines().PatternProgram)(syntax.engine)
+  const compile: CompilePattern = (pattern, where) => {
+    const compiled = program.compile(pattern.text, pattern.flags)
+    if ('error' in compiled) {
+      warn(syntax.compileError(where, compiled))
+      return undefined
+    }
+    return {index: compiled.index, groups: compiled.groups, match: pattern.match}
+  }
+  const rules = await loadRules(syntax.type, name, content, warn, async (text, lineno, nesting) => {
+    const line = trimSpace(cString(text))
+    if (line.length === 0) return undefined
+    return parseExpressionLine(line, `${syntax.type} map ${name}, line ${lineno}`, nesting, dictFlags | DICT_FLAG.PATTERN, warn, syntax, compile)
+  })
+  return {rules, program}
+}
+
+async function parseExpressionLine(
+  line: string, where: string, nesting: number, dictFlags: number, warn: Warn, syntax: ExpressionSyntax, compile: CompilePattern,
+): Promise<ExpressionRule | undefined> {
+  if (!startsStatement(line)) return syntax.parseMatch(line, where, dictFlags, warn, compile)
   if (isIfStatement(line)) {
     let pos = 2
     while (pos < line.length && isSpaceChar(line[pos])) pos++
     const got = syntax.getPattern(line, pos, where, warn)
     if (!got) return undefined
     warnTextAfterIf(line, got.pos, where, warn)
-    const condition = syntax.compile(got.pattern, where, warn)
+    const condition = compile(got.pattern, where)
     if (!condition) return undefined
-    return {op: 'if', lineno: 0, pattern: condition.compiled, end: -1}
+    return {op: 'if', lineno: 0, pattern: condition, end: -1}
   }
   if (isEndifStatement(line)) return parseEndif(line, where, nesting, warn)
   warn(`${where}: ignoring unrecognized request`)
@@ -371,7 +427,7 @@ export abstract class PatternTable implements Table {
     this.flags = dictFlags | DICT_FLAG.PATTERN
   }
 
-  abstract lookup(key: string): string | undefined
+  abstract lookup(key: string): MaybePromise<string | undefined>
 
   changed(): boolean {
     return this.stamp !== undefined && fileChanged(this.name, this.stamp)
@@ -393,20 +449,87 @@ export async function openPatternTable(
   return needUtf8Activation(options.config, options.dictFlags) ? activateUtf8(table, options.log) : table
 }
 
+const RULE_FIELDS = 7
+const RULE_KIND = {match: 0, if: 1, endif: 2} as const
+
 /**
- * The TableType of regexp or pcre: dict_regexp_open() and dict_pcre_open() differ only in
- * how they load their rules and in the table that serves them.
+ * A regexp or pcre table: its rules compiled into one native program, so that a lookup is
+ * one call that returns the first matching rule and its groups. That call runs on the main
+ * thread while it is quick; what would hold the thread longer (a pattern that backtracks a
+ * lot, a POSIX back-reference, a long key) goes on in a worker thread, so other clients
+ * keep being served, and ends as Postfix's would, within PCRE2's default limits.
  */
-export function expressionTableType<Rule>(
-  type: string,
-  load: (name: string, content: string, dictFlags: number, log: TableLog) => Promise<Rule[]>,
-  makeTable: (name: string, rules: Rule[], dictFlags: number) => PatternTable,
-): TableType {
+export class ExpressionTable extends PatternTable {
+  private readonly offsets: Int32Array
+
+  constructor(readonly type: string, name: string, private readonly rules: ExpressionRule[],
+    private readonly program: NativePatternProgram, dictFlags: number, private readonly log: TableLog) {
+    super(name, dictFlags)
+    const flat = new Int32Array(rules.length * RULE_FIELDS)
+    let maxSub = 0
+    rules.forEach((rule, i) => {
+      const at = i * RULE_FIELDS
+      flat[at] = RULE_KIND[rule.op]
+      flat[at + 1] = rule.op === 'match' ? rule.first.index : rule.op === 'if' ? rule.pattern.index : -1
+      flat[at + 2] = rule.op === 'match' ? Number(!rule.first.match) : rule.op === 'if' ? Number(!rule.pattern.match) : 0
+      flat[at + 3] = rule.op === 'match' && rule.second ? rule.second.index : -1
+      flat[at + 4] = rule.op === 'match' && rule.second ? Number(!rule.second.match) : 0
+      flat[at + 5] = rule.op === 'match' ? rule.maxSub : 0
+      flat[at + 6] = rule.op === 'if' ? rule.end : -1
+      if (rule.op === 'match') maxSub = Math.max(maxSub, rule.maxSub)
+    })
+    this.offsets = new Int32Array(2 * (maxSub + 1))
+    program.setRules(flat, this.offsets)
+  }
+
+  lookup(key: string): string | undefined | Promise<string | undefined> {
+    if (this.flags & DICT_FLAG.FOLD_MUL) key = lowercaseAscii(key)
+    const found = this.program.search(key, 0)
+    if (typeof found === 'number') return found < 0 ? undefined : this.result(found, key, this.offsets)
+    this.warnAll(found.warnings)
+    if (found.resume === undefined) return found.rule < 0 ? undefined : this.result(found.rule, key, this.offsets)
+    return this.program.searchAsync(key, found.resume).then((rest) => {
+      this.warnAll(rest.warnings)
+      return rest.rule < 0 ? undefined : this.result(rest.rule, key, rest.offsets as Int32Array)
+    })
+  }
+
+  private warnAll(warnings: [number, string][]): void {
+    for (const [rule, message] of warnings) this.log.warning(`${this.type} map ${this.name}, line ${this.rules[rule].lineno}: ${message}`)
+  }
+
+  /**
+   * The replacement of the matching rule, $n expanded as Postfix does: an unset or empty
+   * group adds nothing, and so does one that ends before it starts (glibc's regexec() can
+   * report such a group next to a back-reference; Postfix's vstring_strncat() then copies
+   * a negative length, nothing).
+   */
+  private result(index: number, key: string, offsets: Int32Array): string {
+    const rule = this.rules[index] as ExpressionMatchRule
+    if (rule.literal !== undefined) return rule.literal
+    let out = ''
+    for (const part of rule.parts) {
+      if (typeof part === 'string') {
+        out += part
+        continue
+      }
+      const start = offsets[2 * part]
+      const end = offsets[2 * part + 1]
+      if (start >= 0 && end > start) out += key.slice(start, end)
+    }
+    return out
+  }
+}
+
+/** The TableType of regexp or pcre: dict_regexp_open() and dict_pcre_open(). */
+export function expressionTableType(syntax: ExpressionSyntax): TableType {
   return {
-    type,
+    type: syntax.type,
     async open(name: string, options: OpenOptions): Promise<Table> {
-      return openPatternTable(type, name, options, async (content) =>
-        makeTable(name, await load(name, content, options.dictFlags, options.log), options.dictFlags))
+      return openPatternTable(syntax.type, name, options, async (content) => {
+        const {rules, program} = await loadExpressionRules(name, content, options.dictFlags, options.log, syntax)
+        return new ExpressionTable(syntax.type, name, rules, program, options.dictFlags, options.log)
+      })
     },
   }
 }
