@@ -11,19 +11,13 @@
 //
 // Keys are Postfix byte strings ("binary" latin1 strings, one char per byte).
 //
-// Full case folding: JavaScript has no case-fold primitive. For one code point,
-// `toUpperCase().toLowerCase()` equals Unicode full case folding (C+F mappings of
-// CaseFolding.txt) except for the code points in FOLD_EXCEPTIONS. That claim was checked
-// against Postfix 3.7.11 on Debian 12 (libicu72, Unicode 15.0) for every code point
-// U+0080..U+10FFFF: `postmap -s texthash:FILE` prints the keys as Postfix folded them
-// (test/differential/simple-tables.test.ts repeats the check). Known gap: Node's own ICU
-// decides what toUpperCase/toLowerCase know; code points that gained case mappings after
-// Unicode 17 are folded by neither, and those added in Unicode 16/17 are listed below as
-// unchanged because Postfix's ICU 72 does not know them.
+// Full case folding is ICU's, called as casefold.c calls it, from the system's ICU (Debian
+// 12: libicu72, the one Postfix links), not Node's own: their Unicode versions differ.
 
 import {DICT_FLAG, DICT_FLAG_FOLD_ANY} from '../protocol/constants.js'
 import type {MainConfig} from '../config/index.js'
 import {Table, TableError, TableLog} from './table.js'
+import {loadNative} from '../native/index.js'
 
 /** Postfix lowercase(): ASCII A-Z to a-z, every other byte unchanged. */
 export function lowercaseAscii(s: string): string {
@@ -94,69 +88,15 @@ export function isValidUtf8(s: string): boolean {
   return true
 }
 
-/** Case folds that differ from toUpperCase().toLowerCase() of the code point. */
-const FOLD_EXCEPTIONS = new Map<number, string>([
-  // Dotless i has no full or simple folding (only the Turkic one, which is not used).
-  [0x0131, '\u0131'],
-  // Capital sharp s folds to "ss" although it lowercases to U+00DF.
-  [0x1e9e, 'ss'],
-])
-// Cherokee folds to the *uppercase* letters (Unicode 8 added the lowercase ones).
-for (let cp = 0x13a0; cp <= 0x13f5; cp++) FOLD_EXCEPTIONS.set(cp, String.fromCodePoint(cp))
-for (let cp = 0x13f8; cp <= 0x13fd; cp++) FOLD_EXCEPTIONS.set(cp, String.fromCodePoint(cp - 8))
-for (let cp = 0xab70; cp <= 0xabbf; cp++) FOLD_EXCEPTIONS.set(cp, String.fromCodePoint(cp - 0xab70 + 0x13a0))
-// Case pairs added in Unicode 16 and 17, unknown to Debian 12's ICU 72 and so left alone by
-// Postfix 3.7 there.
-for (const range of [[0x10d50, 0x10d65], [0x16ea0, 0x16eb8], [0x1c89, 0x1c89], [0xa7cb, 0xa7cc],
-  [0xa7ce, 0xa7ce], [0xa7d2, 0xa7d2], [0xa7d4, 0xa7d4], [0xa7da, 0xa7da], [0xa7dc, 0xa7dc]]) {
-  for (let cp = range[0]; cp <= range[1]; cp++) FOLD_EXCEPTIONS.set(cp, String.fromCodePoint(cp))
-}
-
-const foldCache = new Map<number, string>()
-
-/** The UTF-8 bytes (binary string) of the full case folding of one non-ASCII code point. */
-function foldCodePoint(cp: number): string {
-  let folded = foldCache.get(cp)
-  if (folded === undefined) {
-    const text = FOLD_EXCEPTIONS.get(cp) ?? String.fromCodePoint(cp).toUpperCase().toLowerCase()
-    folded = Buffer.from(text, 'utf8').toString('latin1')
-    if (foldCache.size < 65536) foldCache.set(cp, folded)
-  }
-  return folded
-}
-
-function decodeCodePoint(s: string, i: number, n: number): number {
-  const c0 = s.charCodeAt(i)
-  if (n === 2) return ((c0 & 0x1f) << 6) | (s.charCodeAt(i + 1) & 0x3f)
-  if (n === 3) return ((c0 & 0x0f) << 12) | ((s.charCodeAt(i + 1) & 0x3f) << 6) | (s.charCodeAt(i + 2) & 0x3f)
-  return ((c0 & 0x07) << 18) | ((s.charCodeAt(i + 1) & 0x3f) << 12) |
-    ((s.charCodeAt(i + 2) & 0x3f) << 6) | (s.charCodeAt(i + 3) & 0x3f)
-}
-
 /**
- * Postfix casefold() of UTF-8 text: ASCII letters lowercased, other code points fully
- * case-folded. Bytes that are not well-formed UTF-8 are copied unchanged, as ICU does.
+ * Postfix casefold() of UTF-8 text: all-ASCII text is lowercase()d; anything else goes
+ * through ICU's ucasemap_utf8FoldCase() (full case folding, U_FOLD_CASE_DEFAULT, in the
+ * native addon, linked against the ICU that Postfix links), which copies bytes that are
+ * not well-formed UTF-8 unchanged. Like Postfix, the text ends at its first NUL.
  */
 export function casefoldUtf8(s: string): string {
   if (allAscii(s)) return lowercaseAscii(s)
-  let out = ''
-  for (let i = 0; i < s.length;) {
-    const c = s.charCodeAt(i)
-    if (c < 0x80) {
-      out += c >= 0x41 && c <= 0x5a ? String.fromCharCode(c + 0x20) : s[i]
-      i++
-      continue
-    }
-    const n = utf8SequenceLength(s, i)
-    if (n === 0) {
-      out += s[i]
-      i++
-      continue
-    }
-    out += foldCodePoint(decodeCodePoint(s, i, n))
-    i += n
-  }
-  return out
+  return loadNative().casefold(s)
 }
 
 /**
