@@ -12,8 +12,12 @@
  *   BENCH_LOOKUPS     lookups per level, split over the clients (default 100000)
  *   BENCH_RUNS        runs per cell, the median is reported (default 3)
  *   BENCH_CLIENTS     concurrent client processes per level (default 1,2,4,8)
- *   BENCH_TYPES       table types: texthash, lmdb (default texthash)
- *   BENCH_TABLE_SIZE  entries in the table (default 100000)
+ *   BENCH_TYPES       table types: texthash, lmdb, pcre, regexp (default texthash)
+ *   BENCH_TABLE_SIZE  entries in the table (default 100000); distinct keys for pcre/regexp
+ *   BENCH_PATTERN_RULES  rules of the pcre/regexp tables (default 500): header_checks-like
+ *                     Subject rules with a $1, then a catch-all; one key in 11 matches none
+ *                     of the rules before the catch-all, the others one rule each, spread
+ *                     evenly over the table
  *   BENCH_SERVERS     postfix,ours (default both; ours only when built)
  *   BENCH_OUR_ARGS    extra arguments for `proxymap serve`, space-separated
  *   BENCH_TIMEOUT_MS  per client process (default 120000): real clients retry forever
@@ -62,8 +66,10 @@ const CLIENTS = listEnv('BENCH_CLIENTS', '1,2,4,8').map((c) => {
   if (!Number.isInteger(n) || n <= 0) throw new Error(`BENCH_CLIENTS: bad number "${c}"`)
   return n
 })
+const PATTERN_RULES = intEnv('BENCH_PATTERN_RULES', 500)
 const TYPES = listEnv('BENCH_TYPES', 'texthash')
-for (const t of TYPES) if (t !== 'texthash' && t !== 'lmdb') throw new Error(`BENCH_TYPES: unsupported type "${t}" (texthash, lmdb)`)
+const KNOWN_TYPES = ['texthash', 'lmdb', 'pcre', 'regexp']
+for (const t of TYPES) if (!KNOWN_TYPES.includes(t)) throw new Error(`BENCH_TYPES: unsupported type "${t}" (${KNOWN_TYPES.join(', ')})`)
 const SERVERS = listEnv('BENCH_SERVERS', 'postfix,ours')
 const OUR_ARGS = listEnv('BENCH_OUR_ARGS', '')
 
@@ -71,8 +77,31 @@ type ServerName = 'postfix' | 'ours'
 
 // ---------------------------------------------------------------------------- fixtures
 
-const key = (i: number): string => `user${String(i).padStart(6, '0')}@example.com`
-const value = (i: number): string => `mailbox-${String(i).padStart(6, '0')}@backend.example.net`
+/** The keys of a table and the value each must get. */
+interface Fixture {
+  key: (i: number) => string
+  value: (i: number) => string
+}
+
+const ADDRESSES: Fixture = {
+  key: (i) => `user${String(i).padStart(6, '0')}@example.com`,
+  value: (i) => `mailbox-${String(i).padStart(6, '0')}@backend.example.net`,
+}
+
+/** Key i meets rule i % (rules * 1.1), or none of them (the catch-all) past the last one. */
+const patternRule = (i: number): number => i % Math.floor(PATTERN_RULES * 1.1)
+const SUBJECTS: Fixture = {
+  key: (i) => (patternRule(i) < PATTERN_RULES
+    ? `Subject: Buy cheap${patternRule(i)}${i % 2 ? 'pills' : 'watches'} now, offer ${i}`
+    : `Subject: Minutes of the meeting ${i}`),
+  value: (i) => (patternRule(i) < PATTERN_RULES ? `REJECT rule ${patternRule(i)}: ${i % 2 ? 'pills' : 'watches'}` : 'DUNNO'),
+}
+
+/** A header_checks-like table: rule r rejects "cheap<r>pills" and "cheap<r>watches" Subjects. */
+function patternTable(): string {
+  const rules = Array.from({length: PATTERN_RULES}, (_, r) => `/^Subject: .*cheap${r}(pills|watches)/ REJECT rule ${r}: $1`)
+  return [...rules, '/^/ DUNNO', ''].join('\n')
+}
 
 /** Deterministic shuffle (mulberry32), so that runs are comparable. */
 function shuffled(n: number): number[] {
@@ -99,7 +128,7 @@ interface KeyFile {
 }
 
 /** Splits LOOKUPS keys over n clients (distinct slices of a shuffled order, wrapping around). */
-function writeKeyFiles(dir: string, order: number[], n: number): KeyFile[] {
+function writeKeyFiles(dir: string, fixture: Fixture, order: number[], n: number): KeyFile[] {
   const files: KeyFile[] = []
   let next = 0
   for (let c = 0; c < n; c++) {
@@ -108,10 +137,10 @@ function writeKeyFiles(dir: string, order: number[], n: number): KeyFile[] {
     let expectedBytes = 0
     for (let j = 0; j < count; j++) {
       const i = order[next++ % order.length]!
-      lines.push(key(i))
-      expectedBytes += key(i).length + 1 + value(i).length + 1
+      lines.push(fixture.key(i))
+      expectedBytes += Buffer.byteLength(fixture.key(i)) + 1 + Buffer.byteLength(fixture.value(i)) + 1
     }
-    const file = path.join(dir, `keys-${n}-${c}`)
+    const file = path.join(dir, `keys-${fixture === ADDRESSES ? 'addresses' : 'subjects'}-${n}-${c}`)
     fs.writeFileSync(file, lines.join('\n') + '\n')
     files.push({path: file, keys: count, expectedBytes})
   }
@@ -251,7 +280,7 @@ async function main(): Promise<number> {
   )
   console.log(
     `# real \`postmap -q -\` clients through proxy:, ${fmtInt(LOOKUPS)} lookups per level split over the clients ` +
-      `(all hits, table of ${fmtInt(TABLE_SIZE)} entries), median of ${RUNS} run(s)`,
+      `(all hits, table of ${fmtInt(TABLE_SIZE)} entries; pcre/regexp: ${PATTERN_RULES} rules), median of ${RUNS} run(s)`,
   )
   if (oursUnavailable) console.log(`# ours: not measured: ${oursUnavailable}`)
 
@@ -260,21 +289,18 @@ async function main(): Promise<number> {
   let failures = 0
   try {
     // Fixtures, in the real instance; names are shared by both servers.
-    const src = Array.from({length: TABLE_SIZE}, (_, i) => `${key(i)}\t${value(i)}\n`).join('')
+    const src = Array.from({length: TABLE_SIZE}, (_, i) => `${ADDRESSES.key(i)}\t${ADDRESSES.value(i)}\n`).join('')
     const tables: Record<string, string> = {}
     for (const type of TYPES) {
-      tables[type] =
-        type === 'lmdb'
-          ? await real.createTable('lmdb', 'bench', src)
-          : await real.createTable('texthash', 'bench-th', src, {build: false})
+      if (type === 'lmdb') tables[type] = await real.createTable('lmdb', 'bench', src)
+      else if (type === 'texthash') tables[type] = await real.createTable('texthash', 'bench-th', src, {build: false})
+      else tables[type] = await real.createTable(type, `bench.${type}`, patternTable(), {build: false})
     }
     const keyDir = path.join(real.dir, 'bench')
     fs.mkdirSync(keyDir)
     const order = shuffled(TABLE_SIZE)
-    const keyFiles = new Map(CLIENTS.map((n) => [n, writeKeyFiles(keyDir, order, n)]))
-    // Warm-up and gate at the highest concurrency: Postfix's master forks one proxymap per
-    // concurrent client and each loads the table on its first open; measure steady state.
-    const gateFiles = keyFiles.get(Math.max(...CLIENTS))!
+    const fixtureOf = (type: string): Fixture => (type === 'pcre' || type === 'regexp' ? SUBJECTS : ADDRESSES)
+    const keyFilesOf = new Map([ADDRESSES, SUBJECTS].map((f) => [f, new Map(CLIENTS.map((n) => [n, writeKeyFiles(keyDir, f, order, n)]))]))
     const all = Object.values(tables)
 
     const servers: {name: ServerName; inst: PostfixInstance}[] = []
@@ -296,6 +322,10 @@ async function main(): Promise<number> {
 
     for (const type of TYPES) {
       const table = tables[type]!
+      const keyFiles = keyFilesOf.get(fixtureOf(type))!
+      // Warm-up and gate at the highest concurrency: Postfix's master forks one proxymap per
+      // concurrent client and each loads the table on its first open; measure steady state.
+      const gateFiles = keyFiles.get(Math.max(...CLIENTS))!
       const cells = new Map<string, Cell>()
       const broken = new Map<ServerName, string>()
 

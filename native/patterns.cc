@@ -16,8 +16,9 @@
 //         stops after SYNC_BUDGET_NS; then `resume` names the rule to go on with in
 //         searchAsync(), which gives the same answer as an unbounded search would.
 //         The captures of the matching rule are left in `offsets`.
-//     searchAsync(key, from) -> Promise<{rule, warnings, offsets}>
-//         in a thread of its own, with Postfix's own limits (PCRE2's defaults).
+//     searchAsync(key, from) -> Promise<{rule, warnings, offsets, ns}>
+//         in a thread of the addon's own pool, with Postfix's own limits (PCRE2's
+//         defaults); ns: how long the search took there.
 //   casefold(bytes) -> bytes                ICU full case folding, U_FOLD_CASE_DEFAULT
 
 #include <napi.h>
@@ -33,7 +34,13 @@
 #include <unicode/utypes.h>
 #include <unicode/uversion.h>
 
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <memory>
 #include <optional>
 #include <string>
@@ -367,14 +374,18 @@ class PatternProgram : public Napi::ObjectWrap<PatternProgram> {
   Napi::Reference<Napi::Int32Array> offsets_;
 };
 
-// One lookup in a thread of its own, not libuv's pool: a search may take as long as
-// Postfix's would (glibc's regexec() has no limit, and some patterns with back-references
-// take exponential time), and the pool's four threads also serve the file system. The
-// thread gets the stack a Postfix process has (8 MB), since regexec() recurses on it.
+// Lookups that go off the main thread run in a pool of our own, not libuv's: a search may
+// take as long as Postfix's would (glibc's regexec() has no limit, and some patterns with
+// back-references take exponential time), and libuv's four threads also serve the file
+// system. A search never waits for another: when no thread is free, one more is started
+// (up to MAX_SEARCH_THREADS); threads beyond the number of CPUs leave after a while idle.
+// Each has the stack of a Postfix process (8 MB), since regexec() recurses on it.
 // The program stays referenced (so not collected) until the answer is back; its patterns
 // are only read, as regexec() and pcre2_match() allow from several threads at once, each
 // with its own match data.
 constexpr size_t SEARCH_THREAD_STACK = 8 * 1024 * 1024;
+constexpr size_t MAX_SEARCH_THREADS = 256;
+constexpr auto SPARE_THREAD_IDLE = std::chrono::seconds(10);
 
 struct AsyncSearch {
   Napi::Promise::Deferred deferred;
@@ -384,22 +395,96 @@ struct AsyncSearch {
   int from;
   SearchResult out;
   Napi::ThreadSafeFunction done;
+  int64_t ns = 0;
 };
 
-void* RunAsyncSearch(void* arg) {
-  auto* search = static_cast<AsyncSearch*>(arg);
+void RunAsyncSearch(AsyncSearch* search) {
+  const int64_t start = nowNs();
   pcre2_match_data* data = nullptr;
   if (search->compiled->Engine() == ENGINE_PCRE)
     data = pcre2_match_data_create(static_cast<uint32_t>(search->compiled->MaxPairs()), nullptr);
   search->compiled->Run(search->key, search->from, false, data, search->out);
   if (data) pcre2_match_data_free(data);
+  search->ns = nowNs() - start;
   search->done.BlockingCall(search, [](Napi::Env env, Napi::Function, AsyncSearch* finished) {
-    finished->deferred.Resolve(PatternProgram::ResultObject(env, finished->out, true));
+    Napi::Object result = PatternProgram::ResultObject(env, finished->out, true);
+    result.Set("ns", Napi::Number::New(env, static_cast<double>(finished->ns)));
+    finished->deferred.Resolve(result);
     finished->done.Release();
     delete finished;
   });
-  return nullptr;
 }
+
+class SearchPool {
+ public:
+  static SearchPool& Get() {
+    static SearchPool* pool = new SearchPool();  // never destroyed: its threads may outlive main()
+    return *pool;
+  }
+
+  // false: no thread could be started (the caller answers with an error).
+  bool Submit(AsyncSearch* search) {
+    std::unique_lock<std::mutex> lock(mu_);
+    queue_.push_back(search);
+    if (idle_ >= queue_.size()) {
+      ready_.notify_one();
+      return true;
+    }
+    if (threads_ >= MAX_SEARCH_THREADS) return true;  // queued behind the running ones
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, SEARCH_THREAD_STACK);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t thread;
+    int err = pthread_create(&thread, &attr, &SearchPool::Main, this);
+    pthread_attr_destroy(&attr);
+    if (err != 0) {
+      queue_.pop_back();
+      return false;
+    }
+    threads_++;
+    return true;
+  }
+
+ private:
+  SearchPool() : keep_(std::max(2u, std::thread::hardware_concurrency())) {}
+
+  static void* Main(void* self) {
+    static_cast<SearchPool*>(self)->Serve();
+    return nullptr;
+  }
+
+  void Serve() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      idle_++;
+      while (queue_.empty()) {
+        if (threads_ > keep_) {
+          if (ready_.wait_for(lock, SPARE_THREAD_IDLE) == std::cv_status::timeout && queue_.empty()) {
+            idle_--;
+            threads_--;
+            return;
+          }
+        } else {
+          ready_.wait(lock);
+        }
+      }
+      idle_--;
+      AsyncSearch* search = queue_.front();
+      queue_.pop_front();
+      lock.unlock();
+      RunAsyncSearch(search);
+      lock.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable ready_;
+  std::deque<AsyncSearch*> queue_;
+  size_t idle_ = 0;
+  size_t threads_ = 0;
+  const size_t keep_;
+};
 
 Napi::Value PatternProgram::SearchAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -410,17 +495,10 @@ Napi::Value PatternProgram::SearchAsync(const Napi::CallbackInfo& info) {
                                  std::move(key), from, SearchResult(), Napi::ThreadSafeFunction()};
   search->done = Napi::ThreadSafeFunction::New(env, Napi::Function(), "patternSearch", 0, 1);
   Napi::Promise promise = search->deferred.Promise();
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setstacksize(&attr, SEARCH_THREAD_STACK);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_t thread;
-  int err = pthread_create(&thread, &attr, RunAsyncSearch, search);
-  pthread_attr_destroy(&attr);
-  if (err != 0) {
+  if (!SearchPool::Get().Submit(search)) {
     search->done.Release();
     delete search;
-    throw Napi::Error::New(env, std::string("pthread_create: ") + strerror(err));
+    throw Napi::Error::New(env, "cannot start a pattern search thread");
   }
   return promise;
 }

@@ -107,6 +107,8 @@ export interface NativeSearchResult {
   resume?: number
   /** searchAsync() only: the matching rule's group offsets (start, end; -1 when unset). */
   offsets?: Int32Array
+  /** searchAsync() only: how long the search took in its thread, in nanoseconds. */
+  ns?: number
 }
 
 /**
@@ -130,7 +132,7 @@ export interface NativePatternProgram {
    * the matching rule's index (or -1) when that is all there is to say.
    */
   search(key: string, from: number): number | NativeSearchResult
-  /** The same search in a worker thread, without bounds other than Postfix's own. */
+  /** The same search in one of the addon's threads, without bounds other than Postfix's own. */
   searchAsync(key: string, from: number): Promise<NativeSearchResult>
 }
 

@@ -17,7 +17,7 @@
 import {DICT_FLAG, DICT_FLAG_FOLD_ANY} from '../protocol/constants.js'
 import type {MainConfig} from '../config/index.js'
 import {Table, TableError, TableLog} from './table.js'
-import {loadNative} from '../native/index.js'
+import {loadNative, type PostfixNative} from '../native/index.js'
 
 /** Postfix lowercase(): ASCII A-Z to a-z, every other byte unchanged. */
 export function lowercaseAscii(s: string): string {
@@ -92,11 +92,18 @@ export function isValidUtf8(s: string): boolean {
  * Postfix casefold() of UTF-8 text: all-ASCII text is lowercase()d; anything else goes
  * through ICU's ucasemap_utf8FoldCase() (full case folding, U_FOLD_CASE_DEFAULT, in the
  * native addon, linked against the ICU that Postfix links), which copies bytes that are
- * not well-formed UTF-8 unchanged. Like Postfix, the text ends at its first NUL.
+ * not well-formed UTF-8 unchanged. Like Postfix, the text ends at its first NUL. Without
+ * the addon, non-ASCII text cannot be folded: a configuration error of the table.
  */
 export function casefoldUtf8(s: string): string {
   if (allAscii(s)) return lowercaseAscii(s)
-  return loadNative().casefold(s)
+  let icu: PostfixNative
+  try {
+    icu = loadNative()
+  } catch (err) {
+    throw new TableError('config', (err as Error).message)
+  }
+  return icu.casefold(s)
 }
 
 /**

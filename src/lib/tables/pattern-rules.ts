@@ -451,16 +451,23 @@ export async function openPatternTable(
 
 const RULE_FIELDS = 7
 const RULE_KIND = {match: 0, if: 1, endif: 2} as const
+/**
+ * A table whose searches cost more than this on average is searched in the addon's
+ * threads from the start: the main thread stays free, and several clients' lookups run
+ * on several CPUs at once, as they do in Postfix's several proxymap processes.
+ */
+const IN_THREAD_ABOVE_NS = 50_000
 
 /**
  * A regexp or pcre table: its rules compiled into one native program, so that a lookup is
  * one call that returns the first matching rule and its groups. That call runs on the main
  * thread while it is quick; what would hold the thread longer (a pattern that backtracks a
- * lot, a POSIX back-reference, a long key) goes on in a worker thread, so other clients
- * keep being served, and ends as Postfix's would, within PCRE2's default limits.
+ * lot, a POSIX back-reference, a long key) goes on in one of the addon's threads, so other
+ * clients keep being served, and ends as Postfix's would, within PCRE2's default limits.
  */
 export class ExpressionTable extends PatternTable {
   private readonly offsets: Int32Array
+  private averageNs = 0
 
   constructor(readonly type: string, name: string, private readonly rules: ExpressionRule[],
     private readonly program: NativePatternProgram, dictFlags: number, private readonly log: TableLog) {
@@ -484,14 +491,27 @@ export class ExpressionTable extends PatternTable {
 
   lookup(key: string): string | undefined | Promise<string | undefined> {
     if (this.flags & DICT_FLAG.FOLD_MUL) key = lowercaseAscii(key)
+    if (this.averageNs > IN_THREAD_ABOVE_NS) return this.searchInThread(key, 0)
+    const started = performance.now()
     const found = this.program.search(key, 0)
+    this.account((performance.now() - started) * 1e6)
     if (typeof found === 'number') return found < 0 ? undefined : this.result(found, key, this.offsets)
     this.warnAll(found.warnings)
     if (found.resume === undefined) return found.rule < 0 ? undefined : this.result(found.rule, key, this.offsets)
-    return this.program.searchAsync(key, found.resume).then((rest) => {
-      this.warnAll(rest.warnings)
-      return rest.rule < 0 ? undefined : this.result(rest.rule, key, rest.offsets as Int32Array)
+    return this.searchInThread(key, found.resume)
+  }
+
+  private searchInThread(key: string, from: number): Promise<string | undefined> {
+    return this.program.searchAsync(key, from).then((found) => {
+      this.account(found.ns as number)
+      this.warnAll(found.warnings)
+      return found.rule < 0 ? undefined : this.result(found.rule, key, found.offsets as Int32Array)
     })
+  }
+
+  /** A moving average of what a search costs, over about the last 16. */
+  private account(ns: number): void {
+    this.averageNs += (ns - this.averageNs) / 16
   }
 
   private warnAll(warnings: [number, string][]): void {
