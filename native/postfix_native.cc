@@ -15,6 +15,15 @@
 //   LmdbTxn: get(key) put(key, value, noOverwrite) del(key) cursorGet(op, key) commit() abort()
 //   flock(fd, op) fcntlLock(fd, type, wait) chroot(path) setsid()
 //   dgramConnect(path) -> fd   dgramSend(fd, bytes)   (AF_UNIX datagrams: the postlog service)
+//
+// A table file may be truncated or overwritten while it is open (`cp new old`, `truncate`):
+// touching a mapped page past the new end of file raises SIGBUS, and garbage pages can lead
+// a library to a wild pointer (SIGSEGV). Every library call that reads table pages runs
+// under a fault guard (see CatchingFaults) that turns such a signal into an error, and a
+// read-only handle checks after each read that the file kept the size and mtime it had
+// when opened, so that bytes of a file being rewritten are never answered. Either failure
+// is errno ESTALE, and the handle stays stale: the table answers "retry" until it is
+// reopened on the new file.
 
 #include <napi.h>
 #include <db.h>
@@ -22,6 +31,8 @@
 #include <malloc.h>
 #include <v8.h>
 
+#include <csetjmp>
+#include <csignal>
 #include <cerrno>
 #include <cstdint>
 #include <cstddef>
@@ -33,6 +44,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -57,6 +69,133 @@ std::string bytesArg(const Napi::CallbackInfo& info, size_t i) {
 
 Napi::Value copyOut(Napi::Env env, const DBT& dbt) {
   return Napi::Buffer<char>::Copy(env, static_cast<const char*>(dbt.data), dbt.size);
+}
+
+// ------------------------------------------------------------------------ fault guard
+
+// Where a fault inside a guarded region lands (null: no region is armed on this thread).
+// initial-exec: the handler must not call __tls_get_addr, which may allocate.
+__attribute__((tls_model("initial-exec"))) thread_local sigjmp_buf* faultLanding = nullptr;
+struct sigaction previousBusAction, previousSegvAction;
+
+// A fault outside a guarded region is not ours: it goes to whoever handled it before us
+// (Node's WebAssembly trap handler for SIGSEGV), else it gets the default action.
+void OnFault(int sig, siginfo_t* info, void* context) {
+  sigjmp_buf* landing = faultLanding;
+  if (landing != nullptr && info->si_code > 0) {  // si_code > 0: raised by the kernel, not kill()
+    faultLanding = nullptr;
+    siglongjmp(*landing, sig);
+  }
+  const struct sigaction& before = sig == SIGBUS ? previousBusAction : previousSegvAction;
+  if (before.sa_flags & SA_SIGINFO) {
+    if (before.sa_sigaction != nullptr) before.sa_sigaction(sig, info, context);
+    return;
+  }
+  if (before.sa_handler != SIG_DFL && before.sa_handler != SIG_IGN) {
+    before.sa_handler(sig);
+    return;
+  }
+  // Back to the default action: the faulting instruction runs again on return and ends the
+  // process as it would have without us; a signal sent by kill() is raised again.
+  signal(sig, SIG_DFL);
+  if (info->si_code <= 0) raise(sig);
+}
+
+void InstallFaultHandler() {
+  static bool installed = false;
+  if (installed) return;
+  installed = true;
+  struct sigaction action {};
+  action.sa_sigaction = OnFault;
+  // SA_NODEFER with an empty mask: leaving the handler by siglongjmp() leaves the signal
+  // mask as it was, so sigsetjmp() need not save it (no system call per guarded region).
+  action.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGBUS, &action, &previousBusAction);
+  sigaction(SIGSEGV, &action, &previousSegvAction);
+}
+
+// Runs `body` with SIGBUS/SIGSEGV raised inside it turned into a return value: 0 when it
+// ran to its end, else the signal. `body` must only call C code that may be abandoned
+// halfway (no allocation by us, no exceptions, no JavaScript): what it was doing is lost.
+template <typename Body>
+int CatchingFaults(Body&& body) {
+  sigjmp_buf landing;
+  sigjmp_buf* volatile outer = faultLanding;
+  int sig = sigsetjmp(landing, 0);
+  if (sig != 0) {
+    faultLanding = outer;
+    return sig;
+  }
+  faultLanding = &landing;
+  body();
+  faultLanding = outer;
+  return 0;
+}
+
+// The size and mtime a read-only handle's file had when it was opened. A rename over the
+// file keeps the open one intact, so its identity is not compared.
+struct FileVersion {
+  off_t size = 0;
+  struct timespec mtime {};
+  bool known = false;
+
+  void Record(int fd) {
+    struct stat st;
+    known = fstat(fd, &st) == 0;
+    if (known) {
+      size = st.st_size;
+      mtime = st.st_mtim;
+    }
+  }
+
+  bool Still(int fd) const {
+    struct stat st;
+    if (!known || fstat(fd, &st) != 0) return false;
+    return st.st_size == size && st.st_mtim.tv_sec == mtime.tv_sec && st.st_mtim.tv_nsec == mtime.tv_nsec;
+  }
+};
+
+// A read-only file shorter than its own metadata says was truncated (or is being
+// rewritten): opening it would answer from a part of the table.
+Napi::Error truncatedError(Napi::Env env, uint64_t size, uint64_t needed, const std::string& what) {
+  std::string text = "the file is truncated (" + std::to_string(size) + " bytes, its metadata needs " + std::to_string(needed) + ")";
+  Napi::Error e = Napi::Error::New(env, what + ": " + text);
+  e.Set("errno", Napi::Number::New(env, EIO));
+  e.Set("reason", Napi::String::New(env, text));
+  e.Set("code", Napi::String::New(env, "EIO"));
+  return e;
+}
+
+// Berkeley DB's meta page (page 0): magic at 12, page size at 20, last page number at 32,
+// in the byte order of the machine that made the file. 0 when the page cannot be read or
+// is not a hash or btree meta page (then libdb's own checks decide).
+uint64_t berkeleyDbNeededSize(int fd) {
+  unsigned char meta[36];
+  if (pread(fd, meta, sizeof meta, 0) != static_cast<ssize_t>(sizeof meta)) return 0;
+  auto word = [&](size_t at, bool swapped) {
+    uint32_t w;
+    memcpy(&w, meta + at, sizeof w);
+    return swapped ? __builtin_bswap32(w) : w;
+  };
+  for (bool swapped : {false, true}) {
+    uint32_t magic = word(12, swapped);
+    if (magic == DB_HASHMAGIC || magic == DB_BTREEMAGIC)
+      return (static_cast<uint64_t>(word(32, swapped)) + 1) * word(20, swapped);
+  }
+  return 0;
+}
+
+// The error of a stale handle: `sig` the fault that made it stale, 0 when the file changed.
+Napi::Error staleError(Napi::Env env, int sig, const std::string& what) {
+  std::string text = sig != 0 ? std::string(strsignal(sig)) + " while reading the file (it was truncated or overwritten)"
+                              : "the file was changed while it was open";
+  Napi::Error e = Napi::Error::New(env, what + ": " + text);
+  e.Set("errno", Napi::Number::New(env, ESTALE));
+  e.Set("reason", Napi::String::New(env, text));
+  e.Set("code", Napi::String::New(env, "ESTALE"));
+  if (sig != 0) e.Set("signal", Napi::String::New(env, sig == SIGBUS ? "SIGBUS" : "SIGSEGV"));
+  return e;
 }
 
 class Cursor;
@@ -100,27 +239,65 @@ class Db : public Napi::ObjectWrap<Db> {
       if ((ret = env_->set_cache_max(env_, gbytes, cacheSize)) != 0) Fail(env, ret, "set DB max cache size");
       if ((ret = env_->set_cachesize(env_, gbytes, cacheSize, ncache)) != 0) Fail(env, ret, "set DB cache size");
     }
+    // libdb maps a read-only file smaller than its mmap size into memory, and a mapped
+    // file that is truncated kills the process; read through the cache instead.
+    if ((ret = env_->set_flags(env_, DB_NOMMAP, 1)) != 0) Fail(env, ret, "set DB_NOMMAP");
     if ((ret = env_->open(env_, home.c_str(), DB_INIT_MPOOL | DB_CREATE | DB_PRIVATE, 0)) != 0)
       Fail(env, ret, "open DB environment");
     if ((ret = db_create(&db_, env_, 0)) != 0) Fail(env, ret, "create DB database");
     if (type == DB_HASH && hashNelem > 0 && (ret = db_->set_h_nelem(db_, hashNelem)) != 0)
       Fail(env, ret, "set DB hash element count");
     u_int32_t flags = DB_FCNTL_LOCKING | (readOnly ? DB_RDONLY : 0) | (create ? DB_CREATE : 0);
-    if ((ret = db_->open(db_, nullptr, file.c_str(), nullptr, type, flags, 0644)) != 0) Fail(env, ret, "open database");
+    InstallFaultHandler();
+    int sig = CatchingFaults([&] { ret = db_->open(db_, nullptr, file.c_str(), nullptr, type, flags, 0644); });
+    if (sig != 0) {
+      Abandon();
+      throw staleError(env, sig, "open database");
+    }
+    if (ret != 0) Fail(env, ret, "open database");
     opened_ = true;
     if ((ret = db_->fd(db_, &fd_)) != 0) Fail(env, ret, "get database file descriptor");
+    readOnly_ = readOnly;
+    if (readOnly_) {
+      version_.Record(fd_);
+      uint64_t needed = berkeleyDbNeededSize(fd_);
+      if (version_.known && needed > static_cast<uint64_t>(version_.size)) {
+        CloseAll();
+        throw truncatedError(env, static_cast<uint64_t>(version_.size), needed, "open database");
+      }
+    }
   }
 
   void Forget(Cursor* c) { cursors_.erase(c); }
   void Adopt(Cursor* c) { cursors_.insert(c); }
   DB* handle() const { return db_; }
+  bool abandoned() const { return abandoned_; }
+
+  // Before and after each read of a read-only handle: the file is still the one opened.
+  void CheckUnchanged(Napi::Env env, const char* what) {
+    if (!stale_ && readOnly_ && !version_.Still(fd_)) stale_ = true;
+    if (stale_) throw staleError(env, 0, what);
+  }
+
+  // A fault inside libdb: its handles may hold pinned pages or mutexes, so they are never
+  // used (nor closed) again; the memory is left behind, once per such failure.
+  [[noreturn]] void Faulted(Napi::Env env, int sig, const char* what) {
+    Abandon();
+    throw staleError(env, sig, what);
+  }
 
  private:
   DB_ENV* env_ = nullptr;
   DB* db_ = nullptr;
   int fd_ = -1;
   bool opened_ = false;  // DB->sync() only after a successful DB->open()
+  bool readOnly_ = false;
+  bool stale_ = false;
+  bool abandoned_ = false;
+  FileVersion version_;
   std::set<Cursor*> cursors_;
+
+  void Abandon();
 
   [[noreturn]] void Fail(Napi::Env env, int ret, const std::string& what) {
     CloseAll();
@@ -128,6 +305,7 @@ class Db : public Napi::ObjectWrap<Db> {
   }
 
   DB* Live(Napi::Env env) {
+    if (abandoned_) throw staleError(env, 0, "database");
     if (!db_) throw Napi::Error::New(env, "database is closed");
     return db_;
   }
@@ -140,7 +318,11 @@ class Db : public Napi::ObjectWrap<Db> {
     DBT k{}, v{};
     k.data = key.data();
     k.size = key.size();
-    int ret = db->get(db, nullptr, &k, &v, 0);
+    CheckUnchanged(info.Env(), "get");
+    int ret = 0;
+    int sig = CatchingFaults([&] { ret = db->get(db, nullptr, &k, &v, 0); });
+    if (sig != 0) Faulted(info.Env(), sig, "get");
+    CheckUnchanged(info.Env(), "get");
     if (ret == DB_NOTFOUND) return info.Env().Undefined();
     if (ret == DB_KEYEMPTY) ret = EINVAL;
     if (ret != 0) throw errnoError(info.Env(), ret, "get");
@@ -157,7 +339,9 @@ class Db : public Napi::ObjectWrap<Db> {
     k.size = key.size();
     v.data = value.data();
     v.size = value.size();
-    int ret = db->put(db, nullptr, &k, &v, info[2].ToBoolean() ? DB_NOOVERWRITE : 0);
+    int ret = 0;
+    int sig = CatchingFaults([&] { ret = db->put(db, nullptr, &k, &v, info[2].ToBoolean() ? DB_NOOVERWRITE : 0); });
+    if (sig != 0) Faulted(info.Env(), sig, "put");
     if (ret == DB_KEYEXIST) return Napi::Boolean::New(info.Env(), false);
     if (ret != 0) throw errnoError(info.Env(), ret, "put");
     return Napi::Boolean::New(info.Env(), true);
@@ -170,7 +354,9 @@ class Db : public Napi::ObjectWrap<Db> {
     DBT k{};
     k.data = key.data();
     k.size = key.size();
-    int ret = db->del(db, nullptr, &k, 0);
+    int ret = 0;
+    int sig = CatchingFaults([&] { ret = db->del(db, nullptr, &k, 0); });
+    if (sig != 0) Faulted(info.Env(), sig, "del");
     if (ret == DB_NOTFOUND) return Napi::Boolean::New(info.Env(), false);
     if (ret == DB_KEYEMPTY) ret = EINVAL;
     if (ret != 0) throw errnoError(info.Env(), ret, "del");
@@ -223,9 +409,9 @@ class Cursor : public Napi::ObjectWrap<Cursor> {
     owner->Adopt(this);
   }
 
-  // Called by the Db when it closes first.
+  // Called by the Db when it closes first (or is abandoned: then the cursor is left as is).
   void Detach() {
-    if (dbc_) dbc_->close(dbc_);
+    if (dbc_ && !owner_->abandoned()) dbc_->close(dbc_);
     dbc_ = nullptr;
     owner_ = nullptr;
   }
@@ -248,7 +434,11 @@ class Cursor : public Napi::ObjectWrap<Cursor> {
     Napi::Env env = info.Env();
     if (!dbc_) throw Napi::Error::New(env, "cursor is closed");
     DBT k{}, v{};
-    int ret = dbc_->get(dbc_, &k, &v, info[0].ToBoolean() ? DB_FIRST : DB_NEXT);
+    owner_->CheckUnchanged(env, "cursor get");
+    int ret = 0;
+    int sig = CatchingFaults([&] { ret = dbc_->get(dbc_, &k, &v, info[0].ToBoolean() ? DB_FIRST : DB_NEXT); });
+    if (sig != 0) owner_->Faulted(env, sig, "cursor get");
+    owner_->CheckUnchanged(env, "cursor get");
     if (ret == DB_NOTFOUND) return env.Undefined();
     if (ret != 0) throw errnoError(env, ret, "cursor get");
     Napi::Array pair = Napi::Array::New(env, 2);
@@ -264,6 +454,17 @@ class Cursor : public Napi::ObjectWrap<Cursor> {
 };
 
 Napi::FunctionReference* Cursor::constructor = nullptr;
+
+void Db::Abandon() {
+  abandoned_ = true;
+  stale_ = true;
+  for (Cursor* c : std::set<Cursor*>(cursors_)) c->Detach();
+  cursors_.clear();
+  db_ = nullptr;
+  env_ = nullptr;
+  opened_ = false;
+  fd_ = -1;
+}
 
 int Db::CloseAll() {
   for (Cursor* c : std::set<Cursor*>(cursors_)) c->Detach();
@@ -318,10 +519,6 @@ MDB_val valOf(std::string& bytes) {
   return v;
 }
 
-Napi::Value copyOut(Napi::Env env, const MDB_val& v) {
-  return Napi::Buffer<char>::Copy(env, static_cast<const char*>(v.mv_data), v.mv_size);
-}
-
 class LmdbTxn;
 
 class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
@@ -359,12 +556,37 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
     }
     unsigned int flags = MDB_NOSUBDIR | MDB_NOLOCK | (readOnly ? MDB_RDONLY : 0);
     MDB_txn* txn = nullptr;
-    if ((ret = mdb_env_set_mapsize(env_, mapSize)) != 0 || (ret = mdb_env_open(env_, path.c_str(), flags, 0644)) != 0 ||
-        (ret = mdb_txn_begin(env_, nullptr, readOnly ? MDB_RDONLY : 0, &txn)) != 0 ||
-        (ret = mdb_dbi_open(txn, nullptr, 0, &dbi_)) != 0 || (ret = mdb_txn_commit(txn)) != 0) {
-      if (txn && ret != 0) mdb_txn_abort(txn);
+    readOnly_ = readOnly;
+    InstallFaultHandler();
+    if ((ret = mdb_env_set_mapsize(env_, mapSize)) != 0 || (ret = mdb_env_open(env_, path.c_str(), flags, 0644)) != 0) {
       CloseAll();
       throw mdbError(env, ret, "mdb_env_open");
+    }
+    mdb_filehandle_t fd;
+    if (mdb_env_get_fd(env_, &fd) == 0) {
+      fd_ = fd;
+      if (readOnly_) version_.Record(fd_);
+    }
+    MDB_envinfo info_{};
+    MDB_stat stat_{};
+    int sig = CatchingFaults([&] {
+      if ((ret = mdb_env_info(env_, &info_)) != 0 || (ret = mdb_env_stat(env_, &stat_)) != 0) return;
+      if ((ret = mdb_txn_begin(env_, nullptr, readOnly ? MDB_RDONLY : 0, &txn)) == 0 &&
+          (ret = mdb_dbi_open(txn, nullptr, 0, &dbi_)) == 0) {
+        ret = mdb_txn_commit(txn);
+        txn = nullptr;
+      }
+    });
+    if (sig != 0 || ret != 0) {
+      if (txn) mdb_txn_abort(txn);
+      CloseAll();
+      if (sig != 0) throw staleError(env, sig, "mdb_env_open");
+      throw mdbError(env, ret, "mdb_env_open");
+    }
+    uint64_t needed = (static_cast<uint64_t>(info_.me_last_pgno) + 1) * stat_.ms_psize;
+    if (readOnly_ && version_.known && needed > static_cast<uint64_t>(version_.size)) {
+      CloseAll();
+      throw truncatedError(env, static_cast<uint64_t>(version_.size), needed, "mdb_env_open");
     }
   }
 
@@ -376,9 +598,45 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
   void Forget(LmdbTxn* t) { txns_.erase(t); }
   void Adopt(LmdbTxn* t) { txns_.insert(t); }
 
+  // Before each transaction and after each read: a stale environment (its file changed, or a
+  // read faulted) is not read again. Read-write environments see their own writes change
+  // the file, and rely on the fault guard alone.
+  void CheckUnchanged(Napi::Env env, const char* what) {
+    if (!stale_ && readOnly_ && !version_.Still(fd_)) stale_ = true;
+    if (stale_) throw staleError(env, 0, what);
+  }
+
+  [[noreturn]] void Faulted(Napi::Env env, int sig, const char* what) {
+    stale_ = true;
+    throw staleError(env, sig, what);
+  }
+
+  // A value LMDB found must lie inside the file as it was opened; garbage pages can claim
+  // any size.
+  bool Plausible(const MDB_val& v) const {
+    return !readOnly_ || !version_.known || static_cast<uint64_t>(v.mv_size) <= static_cast<uint64_t>(version_.size);
+  }
+
+  // A Buffer holding a copy of mapped bytes: copying may fault too.
+  Napi::Value CopyOutGuarded(Napi::Env env, const MDB_val& v, const char* what) {
+    if (!Plausible(v)) {
+      stale_ = true;
+      throw mdbError(env, MDB_CORRUPTED, what);
+    }
+    Napi::Buffer<char> copy = Napi::Buffer<char>::New(env, v.mv_size);
+    char* to = copy.Data();
+    int sig = CatchingFaults([&] { memcpy(to, v.mv_data, v.mv_size); });
+    if (sig != 0) Faulted(env, sig, what);
+    return copy;
+  }
+
  private:
   MDB_env* env_ = nullptr;
   MDB_dbi dbi_ = 0;
+  int fd_ = -1;
+  bool readOnly_ = false;
+  bool stale_ = false;
+  FileVersion version_;
   std::set<LmdbTxn*> txns_;
 
   void CloseAll();
@@ -427,33 +685,44 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
     bool first = info.Length() < 1 || info[0].IsUndefined();
     std::string after;
     if (!first) after = bytesArg(info, 0);
+    CheckUnchanged(env, "mdb_txn_begin");
     MDB_txn* txn = nullptr;
     MDB_cursor* cursor = nullptr;
-    int ret = mdb_txn_begin(e, nullptr, MDB_RDONLY, &txn);
-    if (ret != 0) throw mdbError(env, ret, "mdb_txn_begin");
-    if ((ret = mdb_cursor_open(txn, dbi_, &cursor)) != 0) {
-      mdb_txn_abort(txn);
-      throw mdbError(env, ret, "mdb_cursor_open");
-    }
+    int ret = 0;
+    const char* step = "mdb_txn_begin";
     MDB_val k = valOf(after), v{};
-    if (first) {
-      ret = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
-    } else {
-      ret = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
-      if (ret == 0 && k.mv_size == after.size() && memcmp(k.mv_data, after.data(), after.size()) == 0)
-        ret = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
+    int sig = CatchingFaults([&] {
+      if ((ret = mdb_txn_begin(e, nullptr, MDB_RDONLY, &txn)) != 0) return;
+      step = "mdb_cursor_open";
+      if ((ret = mdb_cursor_open(txn, dbi_, &cursor)) != 0) return;
+      step = "mdb_cursor_get";
+      if (first) {
+        ret = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
+      } else {
+        ret = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+        if (ret == 0 && k.mv_size == after.size() && memcmp(k.mv_data, after.data(), after.size()) == 0)
+          ret = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
+      }
+    });
+    struct Ending {  // the transaction ends however this returns
+      MDB_txn*& txn;
+      MDB_cursor*& cursor;
+      ~Ending() {
+        if (cursor) mdb_cursor_close(cursor);
+        if (txn) mdb_txn_abort(txn);
+      }
+    } ending{txn, cursor};
+    if (sig != 0) Faulted(env, sig, step);
+    if (ret != 0 && ret != MDB_NOTFOUND) throw mdbError(env, ret, step);
+    if (ret != 0) {
+      CheckUnchanged(env, step);
+      return env.Undefined();
     }
-    Napi::Value result = env.Undefined();
-    if (ret == 0) {
-      Napi::Array pair = Napi::Array::New(env, 2);
-      pair.Set(0u, copyOut(env, k));
-      pair.Set(1u, copyOut(env, v));
-      result = pair;
-    }
-    mdb_cursor_close(cursor);
-    mdb_txn_abort(txn);
-    if (ret != 0 && ret != MDB_NOTFOUND) throw mdbError(env, ret, "mdb_cursor_get");
-    return result;
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(0u, CopyOutGuarded(env, k, step));
+    pair.Set(1u, CopyOutGuarded(env, v, step));
+    CheckUnchanged(env, step);
+    return pair;
   }
 
   // releaseMap(): drop the mapped file pages from this process's resident set
@@ -465,18 +734,19 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
   Napi::Value ReleaseMap(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     MDB_env* e = Live(env);
-    if (!txns_.empty()) return Napi::Boolean::New(env, false);
+    if (!txns_.empty() || stale_) return Napi::Boolean::New(env, false);
     MDB_txn* txn = nullptr;
     MDB_cursor* cursor = nullptr;
     MDB_val k{}, v{};
-    int ret = mdb_txn_begin(e, nullptr, MDB_RDONLY, &txn);
-    if (ret != 0) return Napi::Boolean::New(env, false);
-    if ((ret = mdb_cursor_open(txn, dbi_, &cursor)) == 0) {
-      ret = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
-      mdb_cursor_close(cursor);
-    }
-    mdb_txn_abort(txn);
-    if (ret != 0) return Napi::Boolean::New(env, false);
+    int ret = 0;
+    int sig = CatchingFaults([&] {
+      if ((ret = mdb_txn_begin(e, nullptr, MDB_RDONLY, &txn)) != 0) return;
+      if ((ret = mdb_cursor_open(txn, dbi_, &cursor)) == 0) ret = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
+    });
+    if (cursor) mdb_cursor_close(cursor);
+    if (txn) mdb_txn_abort(txn);
+    if (sig != 0) stale_ = true;
+    if (sig != 0 || ret != 0) return Napi::Boolean::New(env, false);
     uintptr_t inside = reinterpret_cast<uintptr_t>(k.mv_data);
     FILE* maps = fopen("/proc/self/maps", "re");
     if (!maps) return Napi::Boolean::New(env, false);
@@ -520,11 +790,17 @@ class LmdbTxn : public Napi::ObjectWrap<LmdbTxn> {
   ~LmdbTxn() override { Abort(); }
 
   void Attach(Napi::Env env, LmdbEnv* owner, Napi::Object ownerObject, bool readOnly) {
-    int ret = mdb_txn_begin(owner->Live(env), nullptr, readOnly ? MDB_RDONLY : 0, &txn_);
-    if (ret != 0) {
-      txn_ = nullptr;
-      throw mdbError(env, ret, "mdb_txn_begin");
+    MDB_env* e = owner->Live(env);
+    owner->CheckUnchanged(env, "mdb_txn_begin");
+    int ret = 0;
+    MDB_txn* txn = nullptr;
+    int sig = CatchingFaults([&] { ret = mdb_txn_begin(e, nullptr, readOnly ? MDB_RDONLY : 0, &txn); });
+    if (sig != 0) {
+      if (txn) mdb_txn_abort(txn);
+      owner->Faulted(env, sig, "mdb_txn_begin");
     }
+    if (ret != 0) throw mdbError(env, ret, "mdb_txn_begin");
+    txn_ = txn;
     dbi_ = owner->dbi();
     owner_ = owner;
     ownerRef_ = Napi::Persistent(ownerObject);  // the environment outlives its transactions
@@ -570,10 +846,17 @@ class LmdbTxn : public Napi::ObjectWrap<LmdbTxn> {
     MDB_txn* txn = Live(info.Env());
     std::string key = bytesArg(info, 0);
     MDB_val k = valOf(key), v{};
-    int ret = mdb_get(txn, dbi_, &k, &v);
-    if (ret == MDB_NOTFOUND) return info.Env().Undefined();
+    int ret = 0;
+    int sig = CatchingFaults([&] { ret = mdb_get(txn, dbi_, &k, &v); });
+    if (sig != 0) owner_->Faulted(info.Env(), sig, "mdb_get");
+    if (ret == MDB_NOTFOUND) {
+      owner_->CheckUnchanged(info.Env(), "mdb_get");
+      return info.Env().Undefined();
+    }
     if (ret != 0) throw mdbError(info.Env(), ret, "mdb_get");
-    return copyOut(info.Env(), v);
+    Napi::Value value = owner_->CopyOutGuarded(info.Env(), v, "mdb_get");
+    owner_->CheckUnchanged(info.Env(), "mdb_get");
+    return value;
   }
 
   // put(key, value, noOverwrite): false when noOverwrite and the key exists (MDB_KEYEXIST).
@@ -582,7 +865,9 @@ class LmdbTxn : public Napi::ObjectWrap<LmdbTxn> {
     std::string key = bytesArg(info, 0);
     std::string value = bytesArg(info, 1);
     MDB_val k = valOf(key), v = valOf(value);
-    int ret = mdb_put(txn, dbi_, &k, &v, info[2].ToBoolean() ? MDB_NOOVERWRITE : 0);
+    int ret = 0;
+    int sig = CatchingFaults([&] { ret = mdb_put(txn, dbi_, &k, &v, info[2].ToBoolean() ? MDB_NOOVERWRITE : 0); });
+    if (sig != 0) owner_->Faulted(info.Env(), sig, "mdb_put");
     if (ret == MDB_KEYEXIST) return Napi::Boolean::New(info.Env(), false);
     if (ret != 0) throw mdbError(info.Env(), ret, "mdb_put");
     return Napi::Boolean::New(info.Env(), true);
@@ -593,7 +878,9 @@ class LmdbTxn : public Napi::ObjectWrap<LmdbTxn> {
     MDB_txn* txn = Live(info.Env());
     std::string key = bytesArg(info, 0);
     MDB_val k = valOf(key);
-    int ret = mdb_del(txn, dbi_, &k, nullptr);
+    int ret = 0;
+    int sig = CatchingFaults([&] { ret = mdb_del(txn, dbi_, &k, nullptr); });
+    if (sig != 0) owner_->Faulted(info.Env(), sig, "mdb_del");
     if (ret == MDB_NOTFOUND) return Napi::Boolean::New(info.Env(), false);
     if (ret != 0) throw mdbError(info.Env(), ret, "mdb_del");
     return Napi::Boolean::New(info.Env(), true);
@@ -614,12 +901,18 @@ class LmdbTxn : public Napi::ObjectWrap<LmdbTxn> {
       throw mdbError(env, ret, "mdb_cursor_open");
     }
     MDB_val k = valOf(key), v{};
-    ret = mdb_cursor_get(cursor_, &k, &v, static_cast<MDB_cursor_op>(op));
-    if (ret == MDB_NOTFOUND) return env.Undefined();
+    MDB_cursor* cursor = cursor_;
+    int sig = CatchingFaults([&] { ret = mdb_cursor_get(cursor, &k, &v, static_cast<MDB_cursor_op>(op)); });
+    if (sig != 0) owner_->Faulted(env, sig, "mdb_cursor_get");
+    if (ret == MDB_NOTFOUND) {
+      owner_->CheckUnchanged(env, "mdb_cursor_get");
+      return env.Undefined();
+    }
     if (ret != 0) throw mdbError(env, ret, "mdb_cursor_get");
     Napi::Array pair = Napi::Array::New(env, 2);
-    pair.Set(0u, copyOut(env, k));
-    pair.Set(1u, copyOut(env, v));
+    pair.Set(0u, owner_->CopyOutGuarded(env, k, "mdb_cursor_get"));
+    pair.Set(1u, owner_->CopyOutGuarded(env, v, "mdb_cursor_get"));
+    owner_->CheckUnchanged(env, "mdb_cursor_get");
     return pair;
   }
 
@@ -629,8 +922,11 @@ class LmdbTxn : public Napi::ObjectWrap<LmdbTxn> {
     if (cursor_) mdb_cursor_close(cursor_);
     cursor_ = nullptr;
     txn_ = nullptr;
+    LmdbEnv* owner = owner_;
     Release();
-    int ret = mdb_txn_commit(txn);
+    int ret = 0;
+    int sig = CatchingFaults([&] { ret = mdb_txn_commit(txn); });
+    if (sig != 0) owner->Faulted(info.Env(), sig, "mdb_txn_commit");
     if (ret != 0) throw mdbError(info.Env(), ret, "mdb_txn_commit");
     return info.Env().Undefined();
   }
@@ -781,6 +1077,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   constants.Set("MDB_MAP_RESIZED", MDB_MAP_RESIZED);
   constants.Set("MDB_READERS_FULL", MDB_READERS_FULL);
   constants.Set("MDB_BAD_VALSIZE", MDB_BAD_VALSIZE);
+  constants.Set("ESTALE", ESTALE);
   exports.Set("constants", constants);
   Napi::Object version = Napi::Object::New(env);
   version.Set("compiled", std::to_string(DB_VERSION_MAJOR) + "." + std::to_string(DB_VERSION_MINOR) + "." + std::to_string(DB_VERSION_PATCH));

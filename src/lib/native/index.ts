@@ -20,6 +20,8 @@ export interface NativeError extends Error {
   code?: string
   /** The strerror()/db_strerror()/mdb_strerror() text, as Postfix prints it. */
   reason: string
+  /** For ESTALE from a read that faulted: the signal (SIGBUS, SIGSEGV). */
+  signal?: string
 }
 
 export interface NativeCursor {
@@ -205,6 +207,7 @@ export interface PostfixNative {
     MDB_MAP_RESIZED: number
     MDB_READERS_FULL: number
     MDB_BAD_VALSIZE: number
+    ESTALE: number
   }
   /** Berkeley DB version compiled against and linked at run time ("5.3.28"). */
   libdbVersion: {compiled: string; runtime: string}
@@ -277,6 +280,15 @@ export function nativeAvailable(): boolean {
 
 export function isNativeError(err: unknown): err is NativeError {
   return err instanceof Error && typeof (err as Partial<NativeError>).errno === 'number'
+}
+
+/**
+ * The handle's file was truncated or overwritten while open (a read faulted, or the file's
+ * size or mtime moved): the handle answers only this error from then on, and the table
+ * must be opened again.
+ */
+export function isStaleFileError(err: unknown): boolean {
+  return isNativeError(err) && err.code === 'ESTALE'
 }
 
 // ---------------------------------------------------------------- POSIX helpers

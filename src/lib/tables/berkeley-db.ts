@@ -33,11 +33,18 @@
 // - changed(): the file's identity, size or mtime differ from what we last saw (our own
 //   writes, renames included, update what we saw). Like Postfix, each table has a private page cache, so a
 //   table opened before another process rewrote the file must be reopened.
+// - files changed in place: libdb would map a read-only file smaller than its mmap size, and
+//   truncating a mapped file kills the process (SIGBUS), so the addon turns mapping off
+//   (DB_NOMMAP: pages come through the cache by pread()); a read-only handle whose file's
+//   size or mtime moved since it was opened, or whose read faulted on garbage pages,
+//   answers nothing from that read: a lookup opens the file again and reads once more; a
+//   file shorter than its meta page says is not opened. When that fails, the read is a
+//   retry error and changed() tells the service to reopen the table.
 
 import {BigIntStats, closeSync, fstatSync, openSync, promises as fsp} from 'node:fs'
 import * as pathModule from 'node:path'
 import {DICT_FLAG} from '../protocol/constants.js'
-import {flock, NativeCursor, NativeDb} from '../native/index.js'
+import {flock, isStaleFileError, NativeCursor, NativeDb, NativeError} from '../native/index.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {FileStamp, fileChanged, pathBytes, stampOf, strerror} from './source-file.js'
 import {
@@ -76,6 +83,8 @@ const MAX_RETIRED_HANDLES = 16
 export class BerkeleyDbTable implements Table {
   flags: number
   private closed = false
+  /** The file changed under the open handle: only reopening helps. */
+  private stale = false
   private readonly commits = new GroupCommit<NativeDb>((group) => this.commitGroup(group))
   /** Live cursors per handle, so that a replaced handle is closed when its last cursor ends. */
   private readonly cursorCount = new Map<NativeDb, number>()
@@ -102,6 +111,10 @@ export class BerkeleyDbTable implements Table {
 
   private fail(what: string, err: unknown): never {
     if (err instanceof TableError) throw err
+    if (isStaleFileError(err) && !this.stale) {
+      this.stale = true
+      this.log.warning(`${what} ${this.name}: ${reasonOf(err)}`)
+    }
     // Postfix: msg_fatal("error reading %s: %m"); a proxymap client retries.
     throw new TableError('retry', `${what} ${this.name}: ${reasonOf(err)}`)
   }
@@ -120,7 +133,7 @@ export class BerkeleyDbTable implements Table {
     key = this.fold(key)
     return this.locked('shared', () => {
       try {
-        const found = tryNulConventions(this, key, (k) => this.db.get(bytes(k)))
+        const found = tryNulConventions(this, key, (k) => this.readingAgainIfStale(() => this.db.get(bytes(k))))
         return found ? text(found) : undefined
       } catch (err) {
         this.fail('error reading', err)
@@ -276,6 +289,27 @@ export class BerkeleyDbTable implements Table {
     return results
   }
 
+  /**
+   * A handle whose file was changed in place (or whose read faulted) answers nothing from
+   * that read: the file is opened again as it is now and the read done once more there.
+   * When the file cannot be opened (being rewritten, truncated, garbage), the read fails.
+   */
+  private readingAgainIfStale<T>(read: () => T): T {
+    try {
+      return read()
+    } catch (err) {
+      if (!isStaleFileError(err)) throw err
+      try {
+        this.reopen()
+      } catch {
+        throw err
+      }
+      if ((err as NativeError).signal) this.log.warning(`${this.name}: ${(err as NativeError).reason} -- reopening`)
+      else this.log.info(`table ${this.type}:${this.name.slice(0, -DB_SUFFIX.length)} has changed -- reopening`)
+      return read()
+    }
+  }
+
   /** Open the file now under the name; the old handle stays for the cursors still on it. */
   private reopen(): void {
     const old = this.db
@@ -346,7 +380,7 @@ export class BerkeleyDbTable implements Table {
   }
 
   changed(): boolean {
-    return fileChanged(this.name, this.stamp)
+    return this.stale || fileChanged(this.name, this.stamp)
   }
 
   close(): void {

@@ -43,14 +43,21 @@
 //   few thousand steps the mapped pages go back to the kernel (madvise), so that listing
 //   a large table does not grow the process by the size of the file.
 // - changed(): the file's identity, size or mtime differ from what we last saw (our own
-//   writes update what we saw).
+//   writes update what we saw), or the environment went stale.
+// - files changed in place: a read-only environment whose file's size or mtime moved since
+//   it was opened (a writer committed, or `cp` or `truncate` rewrote the file), or whose
+//   read of the map faulted (SIGBUS past the end of a truncated file), answers nothing
+//   from that read (see native/postfix_native.cc): the file is opened again and the read
+//   done once more there; a file shorter than its metadata says is not opened. When that
+//   fails too, the read is a retry error and changed() tells the service to reopen the
+//   table. Postfix's proxymap dies of SIGBUS there, and master starts another one.
 // Each table has its own environment (mdb_env_open() per open, as each Postfix process
 // has): with MDB_NOLOCK nothing is lost by opening one file twice in a process, and a
 // table reopened after the file was replaced sees the new file.
 
 import {fstatSync, statSync} from 'node:fs'
 import {DICT_FLAG} from '../protocol/constants.js'
-import {fcntlLock, isNativeError, NativeLmdbEnv, NativeLmdbTxn, PostfixNative} from '../native/index.js'
+import {fcntlLock, isNativeError, isStaleFileError, NativeError, NativeLmdbEnv, NativeLmdbTxn, PostfixNative} from '../native/index.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {FileStamp, fileChanged, pathBytes, stampOf} from './source-file.js'
 import {
@@ -90,6 +97,10 @@ export class LmdbTable implements Table {
   readonly type = 'lmdb'
   flags: number
   private closed = false
+  /** The file changed under the open environment: only reopening helps. */
+  private stale = false
+  /** Environments replaced by reopenEnvironment(), closed once the locked section is over. */
+  private readonly replaced: NativeLmdbEnv[] = []
   private stepsSinceRelease = 0
   private readonly commits = new GroupCommit<NativeLmdbTxn>((group) => this.commitGroup(group))
 
@@ -97,13 +108,15 @@ export class LmdbTable implements Table {
     readonly name: string,
     private readonly mdbPath: string,
     private readonly addon: PostfixNative,
-    private readonly env: NativeLmdbEnv,
-    private readonly fd: number,
+    private env: NativeLmdbEnv,
+    private fd: number,
     private readonly readOnly: boolean,
     private mapLimit: number,
     private stamp: FileStamp,
     dictFlags: number,
     private readonly log: TableLog,
+    /** lmdb_map_size, for opening the file again. */
+    private readonly mapSizeSetting: string,
   ) {
     this.flags = withNulDefaults(dictFlags) | DICT_FLAG.FIXED | DICT_FLAG.MULTI_WRITER
   }
@@ -114,6 +127,10 @@ export class LmdbTable implements Table {
 
   private fail(what: string, err: unknown): never {
     if (err instanceof TableError) throw err
+    if (isStaleFileError(err) && !this.stale) {
+      this.stale = true
+      this.log.warning(`${what} ${this.type}:${this.name}: ${reasonOf(err)}`)
+    }
     // Postfix: msg_fatal("error reading lmdb:NAME: %s", mdb_strerror()); a proxymap client retries.
     throw new TableError('retry', `${what} ${this.type}:${this.name}: ${reasonOf(err)}`)
   }
@@ -125,12 +142,29 @@ export class LmdbTable implements Table {
    * has DICT_FLAG_LOCK.
    */
   private locked<T>(operation: 'shared' | 'exclusive', body: () => T): T | Promise<T> {
-    return runLocked({
-      enabled: (this.flags & DICT_FLAG.LOCK) !== 0,
-      isClosed: () => this.closed,
-      label: `${this.type}:${this.name}`,
-      setLock: (lockOperation, wait) => setTableLock(fcntlLock, this.fd, this.name, lockOperation, wait),
-    }, operation, body)
+    let result: T | Promise<T>
+    try {
+      result = runLocked({
+        enabled: (this.flags & DICT_FLAG.LOCK) !== 0,
+        isClosed: () => this.closed,
+        label: `${this.type}:${this.name}`,
+        setLock: (lockOperation, wait) => setTableLock(fcntlLock, this.fd, this.name, lockOperation, wait),
+      }, operation, body)
+    } catch (err) {
+      this.closeReplaced()
+      throw err
+    }
+    if (result instanceof Promise) return result.finally(() => this.closeReplaced())
+    this.closeReplaced()
+    return result
+  }
+
+  /**
+   * Closing a descriptor of the file drops every fcntl() lock this process has on it, so a
+   * replaced environment is closed only after the section that held the lock.
+   */
+  private closeReplaced(): void {
+    for (const env of this.replaced.splice(0)) env.close()
   }
 
   // ------------------------------------------------------------ transactions
@@ -184,6 +218,7 @@ export class LmdbTable implements Table {
       this.mapLimit = limit
       return true
     }
+    if (isStaleFileError(err) && this.readOnly) return this.reopenEnvironment(err)
     if (err.errno === c.MDB_MAP_RESIZED) {
       try {
         this.env.setMapSize(0)
@@ -194,6 +229,38 @@ export class LmdbTable implements Table {
       return true
     }
     return false
+  }
+
+  /**
+   * The read-only environment's file was changed in place: open the file as it is now, so
+   * that the operation is done again there. False when it cannot be opened (being
+   * rewritten, truncated, garbage): the operation fails as a retry.
+   */
+  private reopenEnvironment(err: NativeError): boolean {
+    const mapSize = mapSizeFor(this.mapSizeSetting, fileSizeOf(this.mdbPath))
+    let env: NativeLmdbEnv
+    try {
+      env = this.addon.lmdbOpen(pathBytes(this.mdbPath), true, mapSize)
+    } catch {
+      return false
+    }
+    let fd: number
+    let stamp: FileStamp
+    try {
+      fd = env.fd()
+      stamp = stampOf(fstatSync(fd, {bigint: true}))
+    } catch {
+      env.close()
+      return false
+    }
+    if (err.signal) this.log.warning(`${this.type}:${this.name}: ${err.reason} -- reopening`)
+    else this.log.info(`table ${this.type}:${this.name} has changed -- reopening`)
+    this.replaced.push(this.env)
+    this.env = env
+    this.fd = fd
+    this.stamp = stamp
+    this.mapLimit = mapSize
+    return true
   }
 
   // -------------------------------------------------------------- operations
@@ -336,12 +403,13 @@ export class LmdbTable implements Table {
   }
 
   changed(): boolean {
-    return fileChanged(this.mdbPath, this.stamp)
+    return this.stale || fileChanged(this.mdbPath, this.stamp)
   }
 
   close(): void {
     if (this.closed) return
     this.closed = true
+    this.closeReplaced()
     this.env.close()
   }
 }
@@ -390,7 +458,8 @@ export const lmdbType: TableType = {
       // Postfix: msg_fatal("dict_lmdb_open: fstat: %m")
       throw new TableError('retry', `open database ${mdbPath}: ${reasonOf(err)}`)
     }
-    const table = new LmdbTable(path, mdbPath, addon, env, fd, readOnly, mapSize, stamp, options.dictFlags, options.log)
+    const table = new LmdbTable(path, mdbPath, addon, env, fd, readOnly, mapSize, stamp, options.dictFlags, options.log,
+      options.config.get('lmdb_map_size'))
     if (options.dictFlags & DICT_FLAG.LOCK) await warnIfOlderThanSource(mdbPath, stamp.mtimeNs, path, options.log)
     if (needUtf8Activation(options.config, options.dictFlags)) activateUtf8(table, options.log)
     return table
