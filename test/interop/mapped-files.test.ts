@@ -56,6 +56,8 @@ let pf: PostfixInstance
 const files = new Map<Type, Files>()
 /** An lmdb table that proxywrite writes while proxymap reads it. */
 let written: string
+/** An lmdb table that proxywrite has open read-write (no file check there: the fault guard alone). */
+let writable: Files
 
 before(async () => {
   requirePostfix()
@@ -72,7 +74,10 @@ before(async () => {
     })
   }
   written = await pf.createTable('lmdb', `${pf.data}/written`, oldSource)
-  await pf.approve({read: [...TYPES.map(t => files.get(t)!.table), written], write: [written]})
+  const rwTable = await pf.createTable('lmdb', `${pf.data}/rw-live`, oldSource)
+  await pf.createTable('lmdb', `${pf.data}/rw-new`, newSource)
+  writable = {table: rwTable, live: `${pf.data}/rw-live.lmdb`, oldFile: '', newFile: `${pf.data}/rw-new.lmdb`}
+  await pf.approve({read: [...TYPES.map(t => files.get(t)!.table), written, rwTable], write: [written, rwTable]})
   await pf.startOurs()
 })
 
@@ -158,8 +163,8 @@ async function reader(table: string, until: number, tally: Tally): Promise<void>
   connection?.close()
 }
 
-async function lookup(table: string, key: string): Promise<{status: number; value?: string}> {
-  const c = await ServiceConnection.connect(pf.socketPath('proxymap'), {timeoutMs: 10_000})
+async function lookup(table: string, key: string, service: 'proxymap' | 'proxywrite' = 'proxymap'): Promise<{status: number; value?: string}> {
+  const c = await ServiceConnection.connect(pf.socketPath(service), {timeoutMs: 10_000})
   try {
     return await c.request({request: 'lookup', dialect: 'legacy', table, instanceFlags: 0, requestFlags: LOOKUP_FLAGS, key})
   } finally {
@@ -229,6 +234,24 @@ test('lmdb: proxywrite commits while proxymap readers read the same file: every 
   const context = `${writes} writes, ${tally.answers} answers, ${tally.retries} retries`
   assert.ok(writes > 10 && tally.answers > 100, context)
   assert.deepEqual([tally.retries, tally.failures, tally.wrong], [0, [], []], context)
+})
+
+test('lmdb: a file truncated under proxywrite\'s read-write table: retry (a caught SIGBUS), then the new content, same server', async () => {
+  if (pf.ourPid() === undefined) await pf.stopOurs().then(() => pf.startOurs())
+  const pid = pf.ourPid()
+  assert.deepEqual(await lookup(writable.table, 'k1', 'proxywrite').then(r => [r.status, r.value]), [PROXY_STAT.OK, oldValue(1)])
+  await truncate(writable.live, 0)
+  const broken = await lookup(writable.table, 'k1', 'proxywrite')
+  assert.equal(broken.status, PROXY_STAT.RETRY, `a lookup in the truncated file: ${JSON.stringify(broken)}`)
+  await cp(writable.newFile, writable.live)
+  let last: {status: number; value?: string} = {status: -1}
+  for (const deadline = Date.now() + 5000; Date.now() < deadline; await sleep(50)) {
+    last = await lookup(writable.table, 'k1', 'proxywrite')
+    if (last.status === PROXY_STAT.OK) break
+  }
+  assert.deepEqual([last.status, last.value], [PROXY_STAT.OK, newValue(1)], 'the new content, from a reopened table')
+  assert.equal(pf.ourPid(), pid, `same server process: ${pf.ourStderr().slice(-1500)}`)
+  assert.match(pf.ourStderr(), /warning: error reading lmdb:\S*rw-live: Bus error while reading the file/)
 })
 
 test('the server logged no defect', (t) => {

@@ -132,11 +132,12 @@ export class ProxymapService {
    * and requests wait for the new instance, so no client sees a half-swapped table.
    */
   checkForChangedTables(now = Date.now()): void {
-    if (this.options.kind !== 'read') return
     this.lastChangeCheck = now
     for (const [cacheKey, entry] of this.open) {
-      // Unavailable tables are retried when they are asked for (see find).
-      if (entry.table instanceof SurrogateTable || !entry.table.changed?.()) continue
+      // Unavailable tables are retried when they are asked for (see find). proxywrite
+      // changes its files itself: it reopens only a table whose file went bad under it.
+      if (entry.table instanceof SurrogateTable) continue
+      if (!(this.options.kind === 'read' ? entry.table.changed?.() : entry.table.broken?.())) continue
       this.options.log.info(`table ${printable(entry.name)} has changed -- reopening`)
       this.open.delete(cacheKey)
       this.startOpen(cacheKey, entry.name, entry.openFlags, entry.dialect, entry)
@@ -183,7 +184,7 @@ export class ProxymapService {
   handle(req: ProxyRequest, session: ClientSession): Outcome<ProxyReply> {
     const {log, kind} = this.options
     const now = Date.now()
-    if (kind === 'read' && now - this.lastChangeCheck >= CHANGE_CHECK_INTERVAL_MS) this.checkForChangedTables(now)
+    if (now - this.lastChangeCheck >= CHANGE_CHECK_INTERVAL_MS) this.checkForChangedTables(now)
     if (now - this.lastIdleSweep >= this.sweepIntervalMs()) this.releaseIdleTables(now)
     if ((req.request === 'update' || req.request === 'delete') && kind === 'read') {
       log.warning(`refusing ${printable(req.table)} ${req.request} request on non-proxywrite service`)

@@ -379,6 +379,10 @@ export class BerkeleyDbTable implements Table {
     this.stamp = stampOfFd(this.fd, this.stamp)
   }
 
+  broken(): boolean {
+    return this.stale
+  }
+
   changed(): boolean {
     return this.stale || fileChanged(this.name, this.stamp)
   }

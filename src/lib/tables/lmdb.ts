@@ -402,6 +402,10 @@ export class LmdbTable implements Table {
     this.stamp = stampOfFd(this.fd, this.stamp)
   }
 
+  broken(): boolean {
+    return this.stale
+  }
+
   changed(): boolean {
     return this.stale || fileChanged(this.mdbPath, this.stamp)
   }

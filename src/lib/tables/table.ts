@@ -67,6 +67,11 @@ export interface Table {
   sequence?(fn: SequenceFunction, cursor: SequenceCursor): MaybePromise<readonly [string, string] | undefined>
   /** True when the file(s) the table was read from changed since it was opened. */
   changed?(): boolean
+  /**
+   * True when the open file went bad under the table (truncated or overwritten in place):
+   * the instance only answers "retry" now, and even proxywrite must open the file again.
+   */
+  broken?(): boolean
   close?(): MaybePromise<void>
 }
 
