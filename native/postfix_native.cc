@@ -239,9 +239,6 @@ class Db : public Napi::ObjectWrap<Db> {
       if ((ret = env_->set_cache_max(env_, gbytes, cacheSize)) != 0) Fail(env, ret, "set DB max cache size");
       if ((ret = env_->set_cachesize(env_, gbytes, cacheSize, ncache)) != 0) Fail(env, ret, "set DB cache size");
     }
-    // libdb maps a read-only file smaller than its mmap size into memory, and a mapped
-    // file that is truncated kills the process; read through the cache instead.
-    if ((ret = env_->set_flags(env_, DB_NOMMAP, 1)) != 0) Fail(env, ret, "set DB_NOMMAP");
     if ((ret = env_->open(env_, home.c_str(), DB_INIT_MPOOL | DB_CREATE | DB_PRIVATE, 0)) != 0)
       Fail(env, ret, "open DB environment");
     if ((ret = db_create(&db_, env_, 0)) != 0) Fail(env, ret, "create DB database");
@@ -271,16 +268,21 @@ class Db : public Napi::ObjectWrap<Db> {
   void Forget(Cursor* c) { cursors_.erase(c); }
   void Adopt(Cursor* c) { cursors_.insert(c); }
   DB* handle() const { return db_; }
-  bool abandoned() const { return abandoned_; }
 
-  // Before and after each read of a read-only handle: the file is still the one opened.
+  // After each read of a read-only handle: the file is still the one opened, so what was
+  // read is the table's (one fstat() per read; a read of a file changed before it is
+  // discarded by this check after it, and its faults are caught).
   void CheckUnchanged(Napi::Env env, const char* what) {
     if (!stale_ && readOnly_ && !version_.Still(fd_)) stale_ = true;
+    ThrowIfStale(env, what);
+  }
+
+  void ThrowIfStale(Napi::Env env, const char* what) {
     if (stale_) throw staleError(env, 0, what);
   }
 
-  // A fault inside libdb: its handles may hold pinned pages or mutexes, so they are never
-  // used (nor closed) again; the memory is left behind, once per such failure.
+  // A fault inside libdb (a mapped page past the end of a truncated file, or garbage):
+  // the operation was abandoned halfway, so the handles are closed and never used again.
   [[noreturn]] void Faulted(Napi::Env env, int sig, const char* what) {
     Abandon();
     throw staleError(env, sig, what);
@@ -318,7 +320,7 @@ class Db : public Napi::ObjectWrap<Db> {
     DBT k{}, v{};
     k.data = key.data();
     k.size = key.size();
-    CheckUnchanged(info.Env(), "get");
+    ThrowIfStale(info.Env(), "get");
     int ret = 0;
     int sig = CatchingFaults([&] { ret = db->get(db, nullptr, &k, &v, 0); });
     if (sig != 0) Faulted(info.Env(), sig, "get");
@@ -409,9 +411,9 @@ class Cursor : public Napi::ObjectWrap<Cursor> {
     owner->Adopt(this);
   }
 
-  // Called by the Db when it closes first (or is abandoned: then the cursor is left as is).
+  // Called by the Db when it closes first, or abandons its handles.
   void Detach() {
-    if (dbc_ && !owner_->abandoned()) dbc_->close(dbc_);
+    if (dbc_) CatchingFaults([&] { dbc_->close(dbc_); });
     dbc_ = nullptr;
     owner_ = nullptr;
   }
@@ -434,7 +436,7 @@ class Cursor : public Napi::ObjectWrap<Cursor> {
     Napi::Env env = info.Env();
     if (!dbc_) throw Napi::Error::New(env, "cursor is closed");
     DBT k{}, v{};
-    owner_->CheckUnchanged(env, "cursor get");
+    owner_->ThrowIfStale(env, "cursor get");
     int ret = 0;
     int sig = CatchingFaults([&] { ret = dbc_->get(dbc_, &k, &v, info[0].ToBoolean() ? DB_FIRST : DB_NEXT); });
     if (sig != 0) owner_->Faulted(env, sig, "cursor get");
@@ -460,6 +462,16 @@ void Db::Abandon() {
   stale_ = true;
   for (Cursor* c : std::set<Cursor*>(cursors_)) c->Detach();
   cursors_.clear();
+  // A private environment without DB_THREAD has no mutexes, so closing cannot wait on one
+  // the fault left held; whatever else the abandoned operation left half done, closing
+  // (without a sync: the handle only read) runs guarded, and a fault there leaves it all.
+  DB* db = db_;
+  DB_ENV* dbEnv = env_;
+  CatchingFaults([&] {
+    if (db) db->close(db, DB_NOSYNC);
+    db = nullptr;
+    if (dbEnv) dbEnv->close(dbEnv, 0);
+  });
   db_ = nullptr;
   env_ = nullptr;
   opened_ = false;
@@ -598,11 +610,15 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
   void Forget(LmdbTxn* t) { txns_.erase(t); }
   void Adopt(LmdbTxn* t) { txns_.insert(t); }
 
-  // Before each transaction and after each read: a stale environment (its file changed, or a
-  // read faulted) is not read again. Read-write environments see their own writes change
-  // the file, and rely on the fault guard alone.
+  // After each read: a stale environment (its file changed, or a read faulted) is not read
+  // again. Read-write environments see their own writes change the file, and rely on the
+  // fault guard alone.
   void CheckUnchanged(Napi::Env env, const char* what) {
     if (!stale_ && readOnly_ && !version_.Still(fd_)) stale_ = true;
+    ThrowIfStale(env, what);
+  }
+
+  void ThrowIfStale(Napi::Env env, const char* what) {
     if (stale_) throw staleError(env, 0, what);
   }
 
@@ -685,7 +701,7 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
     bool first = info.Length() < 1 || info[0].IsUndefined();
     std::string after;
     if (!first) after = bytesArg(info, 0);
-    CheckUnchanged(env, "mdb_txn_begin");
+    ThrowIfStale(env, "mdb_txn_begin");
     MDB_txn* txn = nullptr;
     MDB_cursor* cursor = nullptr;
     int ret = 0;
@@ -713,7 +729,10 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
       }
     } ending{txn, cursor};
     if (sig != 0) Faulted(env, sig, step);
-    if (ret != 0 && ret != MDB_NOTFOUND) throw mdbError(env, ret, step);
+    if (ret != 0 && ret != MDB_NOTFOUND) {
+      CheckUnchanged(env, step);
+      throw mdbError(env, ret, step);
+    }
     if (ret != 0) {
       CheckUnchanged(env, step);
       return env.Undefined();
@@ -791,7 +810,7 @@ class LmdbTxn : public Napi::ObjectWrap<LmdbTxn> {
 
   void Attach(Napi::Env env, LmdbEnv* owner, Napi::Object ownerObject, bool readOnly) {
     MDB_env* e = owner->Live(env);
-    owner->CheckUnchanged(env, "mdb_txn_begin");
+    owner->ThrowIfStale(env, "mdb_txn_begin");
     int ret = 0;
     MDB_txn* txn = nullptr;
     int sig = CatchingFaults([&] { ret = mdb_txn_begin(e, nullptr, readOnly ? MDB_RDONLY : 0, &txn); });
@@ -799,7 +818,10 @@ class LmdbTxn : public Napi::ObjectWrap<LmdbTxn> {
       if (txn) mdb_txn_abort(txn);
       owner->Faulted(env, sig, "mdb_txn_begin");
     }
-    if (ret != 0) throw mdbError(env, ret, "mdb_txn_begin");
+    if (ret != 0) {
+      owner->CheckUnchanged(env, "mdb_txn_begin");
+      throw mdbError(env, ret, "mdb_txn_begin");
+    }
     txn_ = txn;
     dbi_ = owner->dbi();
     owner_ = owner;
@@ -853,7 +875,10 @@ class LmdbTxn : public Napi::ObjectWrap<LmdbTxn> {
       owner_->CheckUnchanged(info.Env(), "mdb_get");
       return info.Env().Undefined();
     }
-    if (ret != 0) throw mdbError(info.Env(), ret, "mdb_get");
+    if (ret != 0) {
+      owner_->CheckUnchanged(info.Env(), "mdb_get");  // the error of a changed file is its change
+      throw mdbError(info.Env(), ret, "mdb_get");
+    }
     Napi::Value value = owner_->CopyOutGuarded(info.Env(), v, "mdb_get");
     owner_->CheckUnchanged(info.Env(), "mdb_get");
     return value;
@@ -908,7 +933,10 @@ class LmdbTxn : public Napi::ObjectWrap<LmdbTxn> {
       owner_->CheckUnchanged(env, "mdb_cursor_get");
       return env.Undefined();
     }
-    if (ret != 0) throw mdbError(env, ret, "mdb_cursor_get");
+    if (ret != 0) {
+      owner_->CheckUnchanged(env, "mdb_cursor_get");
+      throw mdbError(env, ret, "mdb_cursor_get");
+    }
     Napi::Array pair = Napi::Array::New(env, 2);
     pair.Set(0u, owner_->CopyOutGuarded(env, k, "mdb_cursor_get"));
     pair.Set(1u, owner_->CopyOutGuarded(env, v, "mdb_cursor_get"));

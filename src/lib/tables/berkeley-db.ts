@@ -33,13 +33,13 @@
 // - changed(): the file's identity, size or mtime differ from what we last saw (our own
 //   writes, renames included, update what we saw). Like Postfix, each table has a private page cache, so a
 //   table opened before another process rewrote the file must be reopened.
-// - files changed in place: libdb would map a read-only file smaller than its mmap size, and
-//   truncating a mapped file kills the process (SIGBUS), so the addon turns mapping off
-//   (DB_NOMMAP: pages come through the cache by pread()); a read-only handle whose file's
-//   size or mtime moved since it was opened, or whose read faulted on garbage pages,
-//   answers nothing from that read: a lookup opens the file again and reads once more; a
-//   file shorter than its meta page says is not opened. When that fails, the read is a
-//   retry error and changed() tells the service to reopen the table.
+// - files changed in place: libdb maps a read-only file smaller than its mmap size (10 MB),
+//   as in Postfix, and a read past the end of such a file once truncated faults (SIGBUS);
+//   the addon catches that (and faults on garbage pages) and closes the handle. A
+//   read-only handle whose read faulted, or whose file's size or mtime moved since it was
+//   opened, answers nothing from that read: a lookup opens the file again and reads once
+//   more; a file shorter than its meta page says is not opened. When that fails, the read
+//   is a retry error and changed() tells the service to reopen the table.
 
 import {BigIntStats, closeSync, fstatSync, openSync, promises as fsp} from 'node:fs'
 import * as pathModule from 'node:path'
