@@ -21,7 +21,9 @@ import {DICT_FLAG} from '../protocol/constants.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {CfParser} from './sql/cf-parser.js'
 import {DomainList, TemplateContext} from './sql/template.js'
-import {ReplyParser, socketErrorText, STREAM_MAX_CONNECTIONS, StreamClientPool, StreamConnectError} from './socketmap.js'
+import {
+  ReplyParser, socketErrorText, STREAM_MAX_CONNECTIONS, StreamClientPool, StreamClosedError, StreamConnectError,
+} from './socketmap.js'
 import {OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableLog, TableType} from './table.js'
 
 export const MEMCACHE_DEFAULTS = {
@@ -89,8 +91,6 @@ function lineParser(lineBound: number): ReplyParser<string> {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
 interface MemcacheSettings {
   keyFormat: string
   ttl: number
@@ -151,11 +151,12 @@ class MemcacheTable implements Table {
   private async withTries<T>(what: string, request: () => Promise<T | ReplyError>): Promise<T> {
     let last = 'I/O error'
     for (let count = 0; count < this.settings.maxTry; count++) {
-      if (count > 0) await sleep(this.settings.retryPauseMs)
+      if (count > 0) await this.pool.pause(this.settings.retryPauseMs)
       let result: T | ReplyError
       try {
         result = await request()
       } catch (err) {
+        if (err instanceof StreamClosedError) throw new TableError('retry', `table memcache:${this.name}: ${what} failed: ${err.message}`)
         if (err instanceof StreamConnectError) {
           // as Postfix's auto_clnt words it: the endpoint without its inet:/unix: prefix, strerror text
           last = `connect to ${this.pool.endpoint.replace(/^(inet|unix):/, '')}: ${socketErrorText(err)}`

@@ -30,6 +30,13 @@ export type ReplyParser<T> = (buf: Buffer) => {value: T; used: number} | undefin
 /** Thrown when the server closed the connection before a complete reply. */
 export class StreamEofError extends Error {}
 
+/** Thrown by a pool that has been closed (the tables using it are closing): the lookup is a RETRY. */
+export class StreamClosedError extends Error {
+  constructor(endpoint: string) {
+    super(`connection to ${endpoint} closed: the table is closing`)
+  }
+}
+
 /** Thrown when the server cannot be reached; `code` is the errno name (ETIMEDOUT for our time limit). */
 export class StreamConnectError extends Error {
   constructor(message: string, readonly code: string | undefined) {
@@ -115,9 +122,14 @@ export function connectOptions(endpoint: string): net.NetConnectOpts {
  */
 export class StreamClientPool {
   private readonly idle: StreamConnection[] = []
+  /** Every open or opening socket, busy ones included: close() ends them all. */
+  private readonly sockets = new Set<net.Socket>()
   private busy = 0
   private readonly waiting: (() => void)[] = []
   private idleTimer?: NodeJS.Timeout
+  private closed = false
+  /** Pauses between tries (pause()), cut short by close(). */
+  private readonly pauses = new Set<() => void>()
 
   constructor(
     readonly endpoint: string,
@@ -131,10 +143,11 @@ export class StreamClientPool {
    * peer receives the request twice), 'never' when the caller counts its own tries.
    */
   async request<T>(data: Buffer, parse: ReplyParser<T>, retryEof: 'stale' | 'always' | 'never' = 'stale'): Promise<T> {
-    while (this.busy >= this.limits.max) await new Promise<void>((r) => this.waiting.push(r))
+    while (this.busy >= this.limits.max && !this.closed) await new Promise<void>((r) => this.waiting.push(r))
     this.busy++
     try {
       for (let attempt = 0; ; attempt++) {
+        if (this.closed) throw new StreamClosedError(this.endpoint)
         const reused = this.takeIdle()
         const conn = reused ?? await this.connect()
         try {
@@ -143,6 +156,7 @@ export class StreamClientPool {
           return value
         } catch (err) {
           conn.close()
+          if (this.closed) throw new StreamClosedError(this.endpoint)
           const retry = retryEof === 'always' || (retryEof === 'stale' && reused !== undefined)
           if (retry && attempt === 0 && err instanceof StreamEofError) continue
           throw err
@@ -164,7 +178,10 @@ export class StreamClientPool {
   }
 
   private putIdle(conn: StreamConnection): void {
-    if (!conn.usable) return
+    if (!conn.usable || this.closed) {
+      conn.close()
+      return
+    }
     this.idle.push(conn)
     if (!this.idleTimer) {
       this.idleTimer = setInterval(() => {
@@ -188,6 +205,8 @@ export class StreamClientPool {
   private connect(): Promise<StreamConnection> {
     return new Promise((resolve, reject) => {
       const socket = net.connect(connectOptions(this.endpoint))
+      this.sockets.add(socket)
+      socket.once('close', () => this.sockets.delete(socket))
       const timer = setTimeout(() => {
         socket.destroy()
         reject(new StreamConnectError(NETSTRING_ERROR.time, 'ETIMEDOUT'))
@@ -204,10 +223,61 @@ export class StreamClientPool {
     })
   }
 
+  /** Wait `ms` between tries; close() ends the wait at once. */
+  pause(ms: number): Promise<void> {
+    if (this.closed) return Promise.resolve()
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        this.pauses.delete(done)
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      this.pauses.add(done)
+    })
+  }
+
+  /**
+   * End every connection, idle or busy (a request in progress fails with StreamClosedError),
+   * and refuse further requests: nothing of the pool is left to hold the process.
+   */
   close(): void {
+    this.closed = true
     for (const c of this.idle.splice(0)) c.close()
+    for (const socket of this.sockets) socket.destroy()
     if (this.idleTimer) clearInterval(this.idleTimer)
     this.idleTimer = undefined
+    for (const wake of this.waiting.splice(0)) wake()
+    for (const done of [...this.pauses]) done()
+  }
+}
+
+/**
+ * Pools shared by every table that names the same server (Postfix: one connection per
+ * server for the process); a pool is closed when the last table using it closes.
+ */
+export class SharedStreamPools {
+  private readonly pools = new Map<string, {pool: StreamClientPool; users: number}>()
+
+  acquire(key: string, create: () => StreamClientPool): {pool: StreamClientPool; release: () => void} {
+    let entry = this.pools.get(key)
+    if (!entry) {
+      entry = {pool: create(), users: 0}
+      this.pools.set(key, entry)
+    }
+    entry.users++
+    const held = entry
+    let released = false
+    return {
+      pool: held.pool,
+      release: () => {
+        if (released) return
+        released = true
+        if (--held.users > 0) return
+        held.pool.close()
+        if (this.pools.get(key) === held) this.pools.delete(key)
+      },
+    }
   }
 }
 
@@ -296,15 +366,20 @@ export function socketErrorText(err: Error): string {
 }
 
 /** Server connections shared by every socketmap table of the process (Postfix: one per server). */
-const pools = new Map<string, StreamClientPool>()
+const pools = new SharedStreamPools()
 
 class SocketmapTable implements Table {
   readonly type = 'socketmap'
   flags: number
 
   constructor(readonly name: string, dictFlags: number, private readonly pool: StreamClientPool,
-    private readonly mapName: string, private readonly log: TableLog, private readonly maxReply: number) {
+    private readonly mapName: string, private readonly log: TableLog, private readonly maxReply: number,
+    private readonly releasePool: () => void) {
     this.flags = dictFlags | DICT_FLAG.PATTERN
+  }
+
+  close(): void {
+    this.releasePool()
   }
 
   async lookup(key: string): Promise<string | undefined> {
@@ -313,6 +388,7 @@ class SocketmapTable implements Table {
     try {
       reply = await this.pool.request(encodeNetstring(`${this.mapName} ${k}`), netstringParser(this.maxReply), 'always')
     } catch (err) {
+      if (err instanceof StreamClosedError) throw new TableError('retry', `table socketmap:${this.name}: ${err.message}`)
       // Postfix's auto_clnt says first which endpoint it could not reach
       if (err instanceof StreamConnectError) this.log.warning(`connect to ${this.pool.endpoint.replace(/^[^:]*:/, '')}: ${socketErrorText(err)}`)
       const message = `table socketmap:${this.name} lookup error: ${socketErrorText(err as Error)}`
@@ -351,12 +427,9 @@ export function socketmapTypeWith(limits: Partial<StreamTableLimits> = {}): Tabl
       if (colon < 0) throw new TableError('config', 'socketmap requires server:socketmap argument')
       const endpoint = name.slice(0, colon)
       const poolKey = `${endpoint}\0${timeoutMs}\0${max}`
-      let pool = pools.get(poolKey)
-      if (!pool) {
-        pool = new StreamClientPool(endpoint, {max, maxIdleMs: SOCKETMAP_MAX_IDLE_MS, maxTtlMs: SOCKETMAP_MAX_TTL_MS, timeoutMs})
-        pools.set(poolKey, pool)
-      }
-      const table = new SocketmapTable(name, options.dictFlags, pool, name.slice(colon + 1), options.log, SOCKETMAP_MAX_REPLY)
+      const {pool, release} = pools.acquire(poolKey, () =>
+        new StreamClientPool(endpoint, {max, maxIdleMs: SOCKETMAP_MAX_IDLE_MS, maxTtlMs: SOCKETMAP_MAX_TTL_MS, timeoutMs}))
+      const table = new SocketmapTable(name, options.dictFlags, pool, name.slice(colon + 1), options.log, SOCKETMAP_MAX_REPLY, release)
       return needUtf8Activation(options.config, options.dictFlags) ? activateUtf8(table, options.log) : table
     },
   }

@@ -9,7 +9,8 @@ import {DICT_FLAG} from '../protocol/constants.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {OpenOptions, Table, TableError, TableLog, TableType} from './table.js'
 import {
-  cString, printableUtf8, ReplyParser, socketErrorText, STREAM_MAX_CONNECTIONS, StreamClientPool, StreamTableLimits,
+  cString, printableUtf8, ReplyParser, SharedStreamPools, socketErrorText, STREAM_MAX_CONNECTIONS, StreamClientPool,
+  StreamClosedError, StreamTableLimits,
 } from './socketmap.js'
 
 export const TCP_TIMEOUT_MS = 100_000
@@ -52,15 +53,17 @@ const lineParser: ReplyParser<string> = (buf) => {
   return {value: cString(buf.subarray(0, nl).toString('latin1')), used: nl + 1}
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
 class TcpTable implements Table {
   readonly type = 'tcp'
   flags: number
 
   constructor(readonly name: string, dictFlags: number, private readonly pool: StreamClientPool,
-    private readonly log: TableLog, private readonly retryDelayMs: number) {
+    private readonly log: TableLog, private readonly retryDelayMs: number, private readonly releasePool: () => void) {
     this.flags = dictFlags | DICT_FLAG.PATTERN
+  }
+
+  close(): void {
+    this.releasePool()
   }
 
   async lookup(key: string): Promise<string | undefined> {
@@ -72,13 +75,14 @@ class TcpTable implements Table {
         // no silent retry on a hang-up: Postfix warns and counts every attempt
         line = await this.pool.request(request, lineParser, 'never')
       } catch (err) {
+        if (err instanceof StreamClosedError) throw new TableError('retry', `table tcp:${this.name}: ${err.message}`)
         const e = err as NodeJS.ErrnoException
         // (Postfix's "unexpected EOF (%m)" shows whatever errno was left over; ours names the cause)
         this.log.warning(e.code || /time limit/.test(e.message)
           ? `connect to TCP map ${this.name}: ${socketErrorText(e)}`
           : `read TCP map reply from ${this.name}: ${err instanceof LineTooLongError ? e.message : `unexpected EOF (${socketErrorText(e)})`}`)
         if (++tries >= TCP_MAX_TRIES) throw new TableError('retry', `table tcp:${this.name}: lookup failed`)
-        await sleep(this.retryDelayMs)
+        await this.pool.pause(this.retryDelayMs)
       }
     }
     const unquoted = /^\d\d\d[ \t\n\r\f\v]/.test(line) ? hexUnquote(line.slice(4)) : undefined
@@ -102,7 +106,7 @@ class TcpTable implements Table {
   }
 }
 
-const pools = new Map<string, StreamClientPool>()
+const pools = new SharedStreamPools()
 
 export function tcpTypeWith(limits: Partial<StreamTableLimits & {retryDelayMs: number}> = {}): TableType {
   const timeoutMs = limits.timeoutMs ?? TCP_TIMEOUT_MS
@@ -114,13 +118,10 @@ export function tcpTypeWith(limits: Partial<StreamTableLimits & {retryDelayMs: n
         throw new TableError('config', `tcp:${name} map is not allowed for security sensitive data`)
       if (options.mode !== 'read') throw new TableError('config', `tcp:${name} map requires O_RDONLY access mode`)
       const key = `${name}\0${timeoutMs}\0${max}`
-      let pool = pools.get(key)
-      if (!pool) {
-        // Postfix keeps its connection open; the idle limit here only tidies up.
-        pool = new StreamClientPool(`inet:${name}`, {max, maxIdleMs: timeoutMs, maxTtlMs: Infinity, timeoutMs})
-        pools.set(key, pool)
-      }
-      const table = new TcpTable(name, options.dictFlags, pool, options.log, limits.retryDelayMs ?? 1000)
+      // Postfix keeps its connection open; the idle limit here only tidies up.
+      const {pool, release} = pools.acquire(key, () =>
+        new StreamClientPool(`inet:${name}`, {max, maxIdleMs: timeoutMs, maxTtlMs: Infinity, timeoutMs}))
+      const table = new TcpTable(name, options.dictFlags, pool, options.log, limits.retryDelayMs ?? 1000, release)
       return needUtf8Activation(options.config, options.dictFlags) ? activateUtf8(table, options.log) : table
     },
   }

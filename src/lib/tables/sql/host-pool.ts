@@ -180,6 +180,8 @@ export function withTimeLimit<T>(promise: Promise<T>, ms: number, what: string):
   let timer: NodeJS.Timeout | undefined
   const limit = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new TableError('retry', `${what}: time limit exceeded`)), ms)
+    // only a lookup in progress waits on it, and that lookup holds its own socket
+    timer.unref()
   })
   return Promise.race([promise, limit]).finally(() => clearTimeout(timer))
 }
