@@ -10,6 +10,7 @@ import {cleanEnvironment} from '../lib/tables/environ.js'
 import {runUnderMaster, startedByMaster} from '../lib/server/master.js'
 import {ServiceKind} from '../lib/server/proxymap-service.js'
 import {PROGRAM_NAME, setProcessTitle} from '../lib/server/process-title.js'
+import {exitDeadline} from '../lib/server/shutdown.js'
 
 export default class Serve extends BaseCommand {
   static override summary = 'Run the proxymap and proxywrite services (a drop-in for Postfix\'s proxymap daemon).'
@@ -78,6 +79,7 @@ what Postfix's daemons exit with.`)
       const stop = (signal: string) => {
         log.info(`${signal} received -- shutting down`)
         manager.stopping()
+        exitDeadline(log, () => server.stillOpen(), () => process.exit(0))
         server.close().then(resolve, resolve)
       }
       process.once('SIGTERM', () => stop('SIGTERM'))

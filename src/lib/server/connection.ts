@@ -46,7 +46,20 @@ function requestName(message: AttrList): string {
   return message[0]?.[0] === MAIL_ATTR.REQ ? message[0][1] : '(unknown)'
 }
 
-export function serveConnection(socket: net.Socket, service: ProxymapService, options: ConnectionOptions): void {
+/** A connection being served, as the server's shutdown sees it. */
+export interface ServedConnection {
+  /**
+   * The server is stopping: the request in progress is still answered, every later one gets
+   * RETRY, and the connection ends (FIN after the replies) once nothing is pending.
+   */
+  stop(): void
+  /** After stop(): answer RETRY to the request in progress now, and end the connection. */
+  abandon(): void
+  /** Resolves once the socket is closed. */
+  readonly closed: Promise<void>
+}
+
+export function serveConnection(socket: net.Socket, service: ProxymapService, options: ConnectionOptions): ServedConnection {
   const {log} = options
   const decoder = new AttrDecoder(options.limits ?? DEFAULT_ATTR_LIMITS)
   const session = new ClientSession()
@@ -54,6 +67,9 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
   let busy = false
   let closed = false
   let inputEnded = false
+  let stopping = false
+  /** While a request waits for its table: answer it RETRY now (shutdown). */
+  let retryInProgress: (() => void) | undefined
   let stallTimer: NodeJS.Timeout | undefined
   const {budget} = options
   const holder: BudgetHolder = {
@@ -145,6 +161,10 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
         const req = parsed.request
         if (parsed.unexpected !== undefined)
           log.warning(`unexpected attribute ${printable(parsed.unexpected)} from client (expecting: (list terminator))`)
+        if (stopping) {
+          send(encodeReply(req.request, req.dialect, {status: PROXY_STAT.RETRY}))
+          return true
+        }
         const reply = service.handle(req, session)
         if (reply instanceof Promise) {
           busy = true
@@ -153,6 +173,7 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
           const answer = (reply: () => ProxyReply): void => {
             if (answered) return
             answered = true
+            retryInProgress = undefined
             clearTimeout(watchdog)
             try {
               send(encodeReply(req.request, req.dialect, reply()))
@@ -168,6 +189,10 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
             answer(() => ({status: PROXY_STAT.RETRY}))
           }, options.daemonTimeoutMs) : undefined
           watchdog?.unref()
+          retryInProgress = () => {
+            log.warning(`${req.request} ${printable(req.table)}: no answer before shutdown -- replying RETRY`)
+            answer(() => ({status: PROXY_STAT.RETRY}))
+          }
           reply.then(r => answer(() => r), (err: unknown) => {
             log.warning(`${req.request} ${printable(req.table)}: ${errorText(err)}`)
             answer(() => ({status: PROXY_STAT.RETRY}))
@@ -223,6 +248,8 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
   })
   // A client that vanishes is routine (postmap exits after its last lookup).
   socket.on('error', () => close())
+  let socketClosed: () => void = () => undefined
+  const closedPromise = new Promise<void>(resolve => { socketClosed = resolve })
   socket.on('close', () => {
     closed = true
     clearTimeout(stallTimer)
@@ -230,6 +257,24 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
     budget?.release(holder)
     session.close()
     options.onClose?.()
+    socketClosed()
   })
   socket.write(PROTOCOL_ANNOUNCEMENT)
+
+  // Shutting down reads like a client that half-closes: what is pending is answered, then FIN.
+  const stop = (): void => {
+    if (stopping) return
+    stopping = true
+    inputEnded = true
+    clearTimeout(stallTimer)
+    drain()
+  }
+  return {
+    stop,
+    abandon: () => {
+      stop()
+      retryInProgress?.()
+    },
+    closed: closedPromise,
+  }
 }

@@ -19,6 +19,7 @@ import {ServiceKind} from './proxymap-service.js'
 import {InputBudget} from './input-budget.js'
 import {MemoryReleaser} from './memory.js'
 import {approvalPolicy, createServiceServer, parseTimeMs} from './standalone.js'
+import {exitDeadline, ServiceGroup} from './shutdown.js'
 
 export const MASTER_STATUS_FD = 5
 export const MASTER_LISTEN_FD = 6
@@ -163,7 +164,7 @@ export async function runUnderMaster(argv: string[]): Promise<number> {
   const maxUse = Number.parseInt(config.get('max_use'), 10) || 0
   const maxIdleMs = parseTimeMs(config.get('max_idle'))
   const ipcTimeoutMs = parseTimeMs(config.get('ipc_timeout'))
-  const connections = new Set<net.Socket>()
+  const group = new ServiceGroup()
   const budget = new InputBudget()
   const memory = new MemoryReleaser()
   const servers: net.Server[] = []
@@ -172,12 +173,15 @@ export async function runUnderMaster(argv: string[]): Promise<number> {
   let finish: (code: number) => void = () => undefined
   const done = new Promise<number>(resolve => { finish = resolve })
 
+  let stopping = false
   const stop = (reason: string): void => {
+    if (stopping) return
+    stopping = true
     log.debug(reason)
-    for (const s of servers) s.close()
-    if (connections.size === 0) finish(0)
-    else for (const c of connections) c.end()
-    setTimeout(() => finish(0), 2000).unref()
+    clearTimeout(idleTimer)
+    memory.stop()
+    exitDeadline(log, () => group.stillOpen(), () => finish(0))
+    group.shutdown(servers).then(() => finish(0), () => finish(0))
   }
   const armIdle = (): void => {
     clearTimeout(idleTimer)
@@ -187,7 +191,7 @@ export async function runUnderMaster(argv: string[]): Promise<number> {
   // One process, one authorization table, however many sockets master hands it.
   const policy = approvalPolicy(config, kind, approvalRulesFor(choice.version), log)
   for (let n = 0; n < args.socketCount; n++) {
-    const server = createServiceServer({kind, config, log, registry: defaultRegistry, ipcTimeoutMs, policy, budget, memory}, connections, {
+    const server = createServiceServer({kind, config, log, registry: defaultRegistry, ipcTimeoutMs, policy, budget, memory}, group, {
       onConnect: () => {
         clearTimeout(idleTimer)
         useCount++
@@ -199,7 +203,7 @@ export async function runUnderMaster(argv: string[]): Promise<number> {
         }
       },
       onClose: () => {
-        if (connections.size > 0) return
+        if (group.connectionCount > 0 || stopping) return
         if (maxUse > 0 && useCount >= maxUse) stop('use limit -- exiting')
         else armIdle()
       },
@@ -216,6 +220,9 @@ export async function runUnderMaster(argv: string[]): Promise<number> {
   statusWatch.on('data', () => undefined)
   statusWatch.on('end', () => stop('master disconnect -- exiting'))
   statusWatch.on('error', () => stop('master disconnect -- exiting'))
+  // postfix stop: master signals its process group. Postfix's daemons die at once and their
+  // clients retry against a vanished server; ours answer what is in progress first.
+  process.once('SIGTERM', () => stop('SIGTERM received -- exiting'))
 
   // Start-up as multi_server does it: look the account up while the name service is
   // still reachable, enter the jail, then give up root.

@@ -17,9 +17,11 @@ export class MemoryReleaser {
   private firstPending = 0
   private lastClose = 0
   private timer: NodeJS.Timeout | undefined
+  private stopped = false
 
   /** A connection ended. */
   connectionClosed(now = Date.now()): void {
+    if (this.stopped) return // the process is stopping: its connections ending is no reason
     if (this.closes++ === 0) this.firstPending = now
     this.lastClose = now
     if (this.closes >= CLOSES_WORTH_RELEASING && !this.timer) this.schedule(QUIET_MS)
@@ -44,6 +46,7 @@ export class MemoryReleaser {
   }
 
   stop(): void {
+    this.stopped = true
     clearTimeout(this.timer)
     this.timer = undefined
   }

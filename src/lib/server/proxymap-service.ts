@@ -69,23 +69,32 @@ interface OpenTable {
   lastUsed: number
   /** Replaced or released: closed as soon as no one uses it. */
   retired: boolean
+  /** Its close() has been called (once only). */
+  closed?: Promise<void>
 }
 
-function closeTable(table: Table): void {
+function closeTable(table: Table): Promise<void> {
   try {
-    Promise.resolve(table.close?.()).catch(() => undefined)
-  } catch { /* a table that cannot close cleanly is dropped all the same */ }
+    return Promise.resolve(table.close?.()).catch(() => undefined)
+  } catch {
+    return Promise.resolve() // a table that cannot close cleanly is dropped all the same
+  }
+}
+
+function closeEntry(entry: OpenTable): Promise<void> {
+  entry.closed ??= closeTable(entry.table)
+  return entry.closed
 }
 
 function releaseUse(entry: OpenTable): void {
   entry.users--
-  if (entry.users === 0 && entry.retired) closeTable(entry.table)
+  if (entry.users === 0 && entry.retired) void closeEntry(entry)
 }
 
 function retire(entry: OpenTable): void {
   if (entry.retired) return
   entry.retired = true
-  if (entry.users === 0) closeTable(entry.table)
+  if (entry.users === 0) void closeEntry(entry)
 }
 
 /** The Postfix release whose table behaviour each dialect's clients expect. */
@@ -107,6 +116,11 @@ export class ProxymapService {
   private lastIdleSweep = Date.now()
   private readonly idleReleaseMs: number
   private idleSweeper: NodeJS.Timeout | undefined
+  /** Retired instances still in use, closed when their last user goes (or at shutdown). */
+  private readonly lingering = new Set<OpenTable>()
+  private shuttingDown = false
+  /** Instances whose close() has not finished, while shutting down. */
+  private readonly closing = new Set<string>()
 
   constructor(private readonly options: ProxymapServiceOptions) {
     this.idleReleaseMs = options.idleReleaseMs ?? Infinity
@@ -144,13 +158,49 @@ export class ProxymapService {
     }
   }
 
+  /**
+   * Shutdown: every instance is closed, in use or not (the connections have been answered
+   * by then; a lookup still running fails as its table closes), the ones being opened as
+   * soon as they are; later requests get RETRY. Resolves when every close() has finished.
+   */
+  async close(): Promise<void> {
+    this.shuttingDown = true
+    clearInterval(this.idleSweeper)
+    this.idleSweeper = undefined
+    const entries = [...this.open.values(), ...this.lingering]
+    this.open.clear()
+    this.lingering.clear()
+    const opening = [...this.opening.values()]
+    const closeTracked = (entry: OpenTable): Promise<void> => {
+      const label = `${entry.table.type}:${entry.table.name}`
+      this.closing.add(label)
+      return closeEntry(entry).then(() => { this.closing.delete(label) })
+    }
+    await Promise.all([
+      ...entries.map(closeTracked),
+      // startOpen() closes what opens after shutdown began; wait for those too
+      ...opening.map(p => p.then(() => undefined)),
+    ])
+  }
+
+  /** While shutting down: the tables whose close() has not finished yet. */
+  stillClosing(): string[] {
+    return [...this.closing]
+  }
+
+  private retire(entry: OpenTable): void {
+    retire(entry)
+    if (!entry.closed) this.lingering.add(entry)
+  }
+
   /** Close the instances no request has used for idleReleaseMs. */
   releaseIdleTables(now = Date.now()): void {
     this.lastIdleSweep = now
+    for (const entry of this.lingering) if (entry.closed) this.lingering.delete(entry)
     for (const [cacheKey, entry] of this.open) {
       if (entry.users > 0 || now - entry.lastUsed < this.idleReleaseMs) continue
       this.open.delete(cacheKey)
-      retire(entry)
+      this.retire(entry)
     }
     if (this.open.size === 0) {
       clearInterval(this.idleSweeper)
@@ -176,13 +226,14 @@ export class ProxymapService {
     const idle = same.filter(([, e]) => e.users === 0).sort((a, b) => a[1].lastUsed - b[1].lastUsed)
     for (const [cacheKey, entry] of idle.slice(0, same.length - MAX_INSTANCES_PER_NAME + 1)) {
       this.open.delete(cacheKey)
-      retire(entry)
+      this.retire(entry)
     }
   }
 
   /** Answer one parsed request. Synchronous when the table answers synchronously. */
   handle(req: ProxyRequest, session: ClientSession): Outcome<ProxyReply> {
     const {log, kind} = this.options
+    if (this.shuttingDown) return {status: PROXY_STAT.RETRY}
     const now = Date.now()
     if (now - this.lastChangeCheck >= CHANGE_CHECK_INTERVAL_MS) this.checkForChangedTables(now)
     if (now - this.lastIdleSweep >= this.sweepIntervalMs()) this.releaseIdleTables(now)
@@ -258,10 +309,14 @@ export class ProxymapService {
     const openLog = replacing instanceof SurrogateTable
       ? {info: (m: string) => log.info(m), warning: (m: string) => log.warning(m), error: (m: string) => { if (m !== replacing.reason) log.error(m) }}
       : log
-    const pending = registry.open(name, {mode: kind, dictFlags: openFlags, config, log: openLog, postfixRelease: RELEASE_OF_DIALECT[dialect]}).then(table => {
+    const pending = registry.open(name, {mode: kind, dictFlags: openFlags, config, log: openLog, postfixRelease: RELEASE_OF_DIALECT[dialect]}).then((table): ProxyStatus | OpenTable | Promise<ProxyStatus> => {
       // 3.11's dict_surrogate() adds DICT_FLAG_SURROGATE, which its dict.h defines as
       // (1<22): 1, the DUP_WARN bit. 3.7's adds nothing but PATTERN.
       if (dialect === 'v2' && table instanceof SurrogateTable) table.flags = (table.flags | DICT_FLAG.DUP_WARN) >>> 0
+      if (this.shuttingDown) {
+        this.opening.delete(cacheKey)
+        return closeTable(table).then((): ProxyStatus => PROXY_STAT.RETRY)
+      }
       const entry: OpenTable = {table, initialFlags: table.flags, name, openFlags, dialect, users: 0, lastUsed: Date.now(), retired: false}
       if (previous && !(replacing instanceof SurrogateTable)) {
         // Reopened in place where Postfix keeps one instance for its life: the instance's
@@ -273,7 +328,7 @@ export class ProxymapService {
       this.open.set(cacheKey, entry)
       this.opening.delete(cacheKey)
       this.sweepWhileOpen()
-      if (previous) retire(previous)
+      if (previous) this.retire(previous)
       return entry
     }, (err: Error): ProxyStatus => {
       this.opening.delete(cacheKey)

@@ -15,6 +15,7 @@ import {InputBudget} from './input-budget.js'
 import {MemoryReleaser} from './memory.js'
 import {dropPrivileges} from './privileges.js'
 import {ProxymapService, ServiceKind} from './proxymap-service.js'
+import {ServiceGroup} from './shutdown.js'
 
 export interface StandaloneOptions {
   config: MainConfig
@@ -29,7 +30,10 @@ export interface RunningServer {
   sockets: {kind: ServiceKind; path: string}[]
   /** The account the server runs as after start-up, when it started as root. */
   runsAs?: string
+  /** Stop accepting, answer or fail (RETRY) the requests in progress, close every table, remove the sockets. */
   close(): Promise<void>
+  /** While closing: what has not finished closing yet. */
+  stillOpen(): string[]
 }
 
 /** Postfix time values: a number with an optional unit (s default, m, h, d, w). */
@@ -97,22 +101,23 @@ export function daemonTimeoutMs(config: MainConfig): number {
 }
 
 /** A listening-socket server for one service (proxymap or proxywrite); not yet listening. */
-export function createServiceServer(options: ServiceServerOptions, connections: Set<net.Socket>,
+export function createServiceServer(options: ServiceServerOptions, group: ServiceGroup,
   hooks: {onConnect?: () => void; onClose?: () => void} = {}): net.Server {
   const {kind, config, log, registry, ipcTimeoutMs, policy, budget, memory} = options
   const idleReleaseMs = parseTimeMs(config.get('max_idle') || '100s')
   const service = new ProxymapService({kind, policy, registry, config, log, idleReleaseMs})
+  group.services.push(service)
   const requestLimitMs = daemonTimeoutMs(config)
   // Half-open: a client may send its requests, shut down its side, and read the answers.
   return net.createServer({allowHalfOpen: true}, socket => {
-    connections.add(socket)
     hooks.onConnect?.()
     service.checkForChangedTables()
-    serveConnection(socket, service, {log, ipcTimeoutMs, daemonTimeoutMs: requestLimitMs, budget, onClose: () => {
-      connections.delete(socket)
+    const served = serveConnection(socket, service, {log, ipcTimeoutMs, daemonTimeoutMs: requestLimitMs, budget, onClose: () => {
+      group.connections.delete(socket)
       memory.connectionClosed()
       hooks.onClose?.()
     }})
+    if (!socket.destroyed) group.connections.set(socket, served)
   })
 }
 
@@ -122,18 +127,19 @@ export async function startStandalone(options: StandaloneOptions): Promise<Runni
   const ipcTimeoutMs = parseTimeMs(config.get('ipc_timeout'))
   const servers: net.Server[] = []
   const sockets: RunningServer['sockets'] = []
-  const connections = new Set<net.Socket>()
+  const group = new ServiceGroup()
   const budget = new InputBudget()
   const memory = new MemoryReleaser()
   const createdDirs = new Set<string>()
 
   const closeAll = async (): Promise<void> => {
     memory.stop()
-    for (const s of connections) s.destroy()
-    await Promise.all(servers.map(s => new Promise<void>(resolve => s.close(() => resolve()))))
+    const stopped = group.shutdown(servers)
+    // No new client finds a socket that no longer answers.
     for (const {path: p} of sockets) {
       try { fs.unlinkSync(p) } catch { /* already gone, or the directory is not ours */ }
     }
+    await stopped
   }
 
   try {
@@ -141,7 +147,7 @@ export async function startStandalone(options: StandaloneOptions): Promise<Runni
       const socketPath = serviceSocketPath(config, kind)
       if (await prepareSocketPath(socketPath)) createdDirs.add(path.dirname(socketPath))
       const policy = approvalPolicy(config, kind, options.rules ?? approvalRulesFor('3.7'), log)
-      const server = createServiceServer({kind, config, log, registry, ipcTimeoutMs, policy, budget, memory}, connections)
+      const server = createServiceServer({kind, config, log, registry, ipcTimeoutMs, policy, budget, memory}, group)
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject)
         server.listen({path: socketPath}, () => { server.off('error', reject); resolve() })
@@ -157,7 +163,7 @@ export async function startStandalone(options: StandaloneOptions): Promise<Runni
       // server can still remove its sockets when it stops.
       for (const dir of createdDirs) fs.chownSync(dir, account.uid, account.gid)
     })
-    return {sockets, runsAs: account?.name, close: closeAll}
+    return {sockets, runsAs: account?.name, close: closeAll, stillOpen: () => group.stillOpen()}
   } catch (err) {
     await closeAll()
     throw err
