@@ -34,7 +34,7 @@ let memcached: ChildProcess | undefined
 const peers: net.Server[] = []
 const peerSockets = new Set<net.Socket>()
 let slowRequestsSeen = 0
-/** Every table the server is asked about, by type. */
+/** Every table the server is asked about, by type (and the slow ones, by type + Slow). */
 const tables: Record<string, string> = {}
 
 /** A tcp_table(5) peer: "200 tcp-KEY" for every key; it never closes a connection itself. */
@@ -105,27 +105,44 @@ async function useEveryTable(): Promise<void> {
     mysql: 'my-alice', pgsql: 'pg-alice', ldap: 'alice@example.com', tcp: 'tcp-alice', socketmap: 'sm-alice', memcache: '',
   }
   for (const [type, name] of Object.entries(tables)) {
+    if (type.endsWith('Slow')) continue
     const r = await pf.postmap(['-q', 'alice', `proxy:${name}`])
     if (type === 'memcache') assert.equal(r.code, 1, `memcache: not found is an answer: ${r.stderr}`)
     else assert.deepEqual({out: r.stdout, code: r.code}, {out: `${expected[type]}\n`, code: 0}, `${type}: ${r.stderr}`)
   }
 }
 
-/** A lookup the socketmap peer holds for SLOW_ANSWER_MS, started and seen by the peer. */
-async function lookupInFlight(): Promise<{client: Promise<RunResult>}> {
-  const seen = slowRequestsSeen
-  const client = pf.postmap(['-q', 'slow', `proxy:${tables.socketmap}`], {timeoutMs: 15_000})
-  await waitFor(() => slowRequestsSeen > seen, 10_000, () => 'the slow socketmap request did not reach the peer')
-  // wrapped: an async function returning the promise itself would wait for the client
-  return {client}
+async function sqlCount(type: 'mysql' | 'pgsql', sql: string): Promise<number> {
+  const r = type === 'mysql'
+    ? await runCommand('mysql', ['-h', '127.0.0.1', '-u', 'root', '-N', '-B', '-e', sql])
+    : await runCommand('psql', ['-h', '127.0.0.1', '-U', 'root', '-d', 'test', '-A', '-t', '-c', sql])
+  return Number(r.stdout.trim())
 }
 
-/** The client of a request in flight got an answer (RETRY: postmap's "query error"), and soon. */
-function assertAnsweredBeforeExit(r: RunResult, signalledAt: number): void {
-  assert.equal(r.timedOut, false, `the client in flight was left retrying: ${r.stderr}`)
-  assert.ok(r.stdout === 'sm-slow\n' || /query error|lookup error|temporary/i.test(r.stderr),
-    `the client in flight got neither the answer nor RETRY: code ${r.code}, stdout ${JSON.stringify(r.stdout)}, stderr ${r.stderr}`)
-  assert.ok(performance.now() - signalledAt < SLOW_ANSWER_MS, 'the client waited for the peer, not for our answer')
+/**
+ * Lookups in progress when the signal comes: one the socketmap peer holds for
+ * SLOW_ANSWER_MS, and one query each that MariaDB and PostgreSQL take that long to answer;
+ * started, and seen by their servers.
+ */
+async function lookupsInFlight(): Promise<{clients: Promise<RunResult[]>}> {
+  const seen = slowRequestsSeen
+  const clients = Promise.all(['socketmap', 'mysqlSlow', 'pgsqlSlow'].map(t =>
+    pf.postmap(['-q', 'slow', `proxy:${tables[t]}`], {timeoutMs: 15_000})))
+  await waitFor(async () => slowRequestsSeen > seen
+    && await sqlCount('mysql', "SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'SELECT CONCAT(SLEEP(%'") > 0
+    && await sqlCount('pgsql', "SELECT COUNT(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(%'") > 0,
+  10_000, () => 'the slow requests did not all reach their servers', 50)
+  // wrapped: an async function returning the promise itself would wait for the clients
+  return {clients}
+}
+
+/** The clients of the requests in flight got an answer (RETRY: postmap's "query error"), and soon. */
+function assertAnsweredBeforeExit(results: RunResult[], signalledAt: number): void {
+  for (const r of results) {
+    assert.equal(r.timedOut, false, `a client in flight was left retrying: ${r.stderr}`)
+    assert.match(r.stderr, /query error/, `a client in flight got no RETRY: code ${r.code}, stdout ${JSON.stringify(r.stdout)}, stderr ${r.stderr}`)
+  }
+  assert.ok(performance.now() - signalledAt < SLOW_ANSWER_MS, 'the clients waited for the servers, not for our answer')
 }
 
 before(async () => {
@@ -147,6 +164,8 @@ before(async () => {
   tables.mysql = `mysql:${await cf('my.cf', "hosts = inet:127.0.0.1:3306\nuser = root\ndbname = test\nquery = SELECT CONCAT('my-', '%s')\n")}`
   tables.pgsql = `pgsql:${await cf('pg.cf', "hosts = inet:127.0.0.1:5432\nuser = root\ndbname = test\nquery = SELECT 'pg-' || '%s'\n")}`
   tables.ldap = `ldap:${await cf('ldap.cf', `server_host = ${slapd.url}\nversion = 3\nsearch_base = ${SUFFIX}\nquery_filter = (uid=%s)\nresult_attribute = mail\n`)}`
+  tables.mysqlSlow = `mysql:${await cf('my-slow.cf', `hosts = inet:127.0.0.1:3306\nuser = root\ndbname = test\nquery = SELECT CONCAT(SLEEP(${SLOW_ANSWER_MS / 1000}), '%s')\n`)}`
+  tables.pgsqlSlow = `pgsql:${await cf('pg-slow.cf', `hosts = inet:127.0.0.1:5432\nuser = root\ndbname = test\nquery = SELECT pg_sleep(${SLOW_ANSWER_MS / 1000})::text || '%s'\n`)}`
   tables.tcp = `tcp:127.0.0.1:${tcpPort}`
   tables.socketmap = `socketmap:inet:127.0.0.1:${socketmapPort}:users`
   tables.memcache = `memcache:${await cf('mc.cf', `memcache = inet:127.0.0.1:${memcachePort}\n`)}`
@@ -166,28 +185,30 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     await pf.startOurs()
     let stopped
     let stoppedMs: number
-    let client: RunResult
+    let clients: RunResult[]
     let signalledAt: number
     const pid = pf.ourPid()!
     try {
       await useEveryTable()
-      const inFlight = await lookupInFlight()
+      const inFlight = await lookupsInFlight()
       signalledAt = performance.now()
       process.kill(pid, signal)
       await waitFor(() => pf.ourExit(), 10_000, () => `serve still runs 10 s after ${signal}:\n${pf.ourStderr()}`, 10)
       stoppedMs = performance.now() - signalledAt
-      client = await inFlight.client
+      clients = await inFlight.clients
     } finally {
       stopped = await pf.stopOurs()
     }
     const {code, signal: killedBy, socketsLeft} = stopped
-    console.log(`# ${signal}: serve exited ${Math.round(stoppedMs)} ms after the signal; the client in flight finished after ${Math.round(client.ms)} ms`)
+    console.log(`# ${signal}: serve exited ${Math.round(stoppedMs)} ms after the signal; the clients in flight finished after ${clients.map(c => Math.round(c.ms)).join(', ')} ms`)
     assert.ok(stoppedMs < STOP_LIMIT_MS, `serve took ${Math.round(stoppedMs)} ms to exit after ${signal}:\n${pf.ourStderr()}`)
     assert.deepEqual({code, killedBy, socketsLeft}, {code: 0, killedBy: null, socketsLeft: []}, pf.ourStderr())
     assert.match(pf.ourStderr(), new RegExp(`postfix-harness/proxymap\\[${pid}\\]: ${signal} received -- shutting down`))
-    assert.match(pf.ourStderr(), /warning: lookup socketmap:\S+: no answer before shutdown -- replying RETRY/)
+    for (const type of ['socketmap', 'mysql', 'pgsql'])
+      assert.match(pf.ourStderr(), new RegExp(`warning: lookup ${type}:\\S+: no answer before shutdown -- replying RETRY`))
+    assert.doesNotMatch(pf.ourStderr(), /query failed|lookup error/, 'a table closing is no server failure')
     assert.doesNotMatch(pf.ourStderr(), /still open/, 'nothing held the process')
-    assertAnsweredBeforeExit(client, signalledAt)
+    assertAnsweredBeforeExit(clients, signalledAt)
   })
 }
 
@@ -221,16 +242,16 @@ test('under real master(8), postfix stop ends our daemons within 2 s, answering 
     assert.equal(update.timedOut, false, update.stderr)
     const daemons = ourDaemons()
     assert.ok(daemons.length >= 2, `master runs our proxymap and proxywrite: ${daemons}`)
-    const inFlight = await lookupInFlight()
+    const inFlight = await lookupsInFlight()
     const signalledAt = performance.now()
     const stopping = pf.stopPostfix()
     await waitFor(() => ourDaemons().length === 0, 10_000, () => `our daemons outlive postfix stop by 10 s: ${ourDaemons()}`, 10)
     const stoppedMs = performance.now() - signalledAt
     await stopping
-    const client = await inFlight.client
-    console.log(`# postfix stop: our daemons gone ${Math.round(stoppedMs)} ms after SIGTERM to master; the client in flight finished after ${Math.round(client.ms)} ms`)
+    const clients = await inFlight.clients
+    console.log(`# postfix stop: our daemons gone ${Math.round(stoppedMs)} ms after SIGTERM to master; the clients in flight finished after ${clients.map(c => Math.round(c.ms)).join(', ')} ms`)
     assert.ok(stoppedMs < STOP_LIMIT_MS, `our daemons took ${Math.round(stoppedMs)} ms to exit`)
-    assertAnsweredBeforeExit(client, signalledAt)
+    assertAnsweredBeforeExit(clients, signalledAt)
     assert.doesNotMatch(pf.maillog(), /proxymap(-ts)?\[\d+\]: (warning: .*still open|fatal|panic)/)
   } finally {
     await pf.stopPostfix()
@@ -245,6 +266,7 @@ test('proxymap query exits once it has printed the answer, though the peer keeps
     socketmap: ['sm-alice\n', 0], memcache: ['', 1],
   }
   for (const [type, name] of Object.entries(tables)) {
+    if (type.endsWith('Slow')) continue
     const r = await runCommand(process.execPath, [PROJECT_BIN, 'query', '-c', pf.etc, name, 'alice'], {timeoutMs: 10_000})
     console.log(`# proxymap query ${type}: exited after ${Math.round(r.ms)} ms`)
     assert.equal(r.timedOut, false, `proxymap query ${name} did not exit within 10 s of its answer (${JSON.stringify(r.stdout)})`)

@@ -181,6 +181,7 @@ test('sql host pool: a server that goes away is a RETRY, and is used again after
         return [['v']]
       },
       end: async () => {},
+      destroy: async () => {},
     }
   }, (h, err) => `connect to server ${h.spec}: ${(err as Error).message}`,
   {warning: (m) => warnings.push(m), error: () => {}, info: () => {}},

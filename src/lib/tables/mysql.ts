@@ -278,6 +278,13 @@ async function mysql2Ssl(settings: MysqlTls): Promise<SslOptions> {
 
 const DEFAULT_SOCKET = '/run/mysqld/mysqld.sock'
 
+/** End a connection whose query is in progress: its query fails at once. */
+function closeNow(connection: mysql.PoolConnection): void {
+  connection.destroy()
+  // destroy() only half-closes, and the server reads no FIN before its query ends
+  ;(connection.connection as unknown as {stream?: {destroy(): void}}).stream?.destroy()
+}
+
 export function mysqlTypeWith(limits: Partial<SqlPoolLimits> = {}): TableType {
   const lim: SqlPoolLimits = {...DEFAULT_SQL_POOL_LIMITS, ...limits}
   return {
@@ -342,20 +349,37 @@ export function mysqlTypeWith(limits: Partial<SqlPoolLimits> = {}): TableType {
               else throw err
             }
           }
+          // pool.query() in two steps, so that destroy() can end the connections in use
+          const inUse = new Set<mysql.PoolConnection>()
           return {
             query: async (sql: string, timeoutMs: number): Promise<readonly SqlRow[]> => {
               let result: unknown
+              let connection: mysql.PoolConnection | undefined
+              // Our own time limit: mysql2's leaves its timer running when the connection dies.
+              let timedOut = false
+              let timer: NodeJS.Timeout | undefined
               try {
-                ;[result] = await pool.query({sql: utf8Text.fromBinary(sql), timeout: timeoutMs})
+                connection = await pool.getConnection()
+                inUse.add(connection)
+                const running = connection
+                timer = setTimeout(() => { timedOut = true; closeNow(running) }, timeoutMs)
+                timer.unref()
+                ;[result] = await connection.query({sql: utf8Text.fromBinary(sql)})
               } catch (err) {
-                const e = err as {code?: string; message?: string}
-                if (e.code === 'PROTOCOL_SEQUENCE_TIMEOUT')
-                  throw new TableError('retry', `mysql:${name}: query time limit exceeded`)
-                throw new Error(`mysql:${name}: query failed: ${e.message ?? String(err)}`)
+                if (timedOut) throw new TableError('retry', `mysql:${name}: query time limit exceeded`)
+                throw new Error(`mysql:${name}: query failed: ${(err as Error)?.message ?? String(err)}`)
+              } finally {
+                clearTimeout(timer)
+                if (connection && inUse.delete(connection)) connection.release()
               }
               return rowsOf(result, requireResultSet, name)
             },
             end: () => pool.end(),
+            destroy: () => {
+              for (const connection of inUse) closeNow(connection)
+              inUse.clear()
+              return pool.end()
+            },
           }
         }
         const describe = (err: unknown): string =>

@@ -16,7 +16,7 @@
 // on (quotes doubled).
 
 import * as fsp from 'node:fs/promises'
-import pg, {type Pool, type QueryResult} from 'pg'
+import pg, {type Pool, type PoolClient, type QueryResult} from 'pg'
 import {OpenOptions, Table, TableError, TableType} from './table.js'
 import {buildLegacyQuery} from './sql/template.js'
 import {openSqlTable} from './sql/sql-table.js'
@@ -196,20 +196,35 @@ export function pgsqlTypeWith(limits: Partial<SqlPoolLimits> = {}): TableType {
             }
           }
           if (!pool) throw failure
+          // pool.query() in two steps, so that destroy() can end the connections in use
+          const inUse = new Set<PoolClient>()
           return {
             query: async (sql: string, timeoutMs: number): Promise<readonly SqlRow[]> => {
               let result: QueryResult
+              let client: PoolClient | undefined
+              let failure: Error | undefined
               try {
-                result = await pool.query({text: sql, rowMode: 'array', query_timeout: timeoutMs})
+                client = await pool.connect()
+                inUse.add(client)
+                result = await client.query({text: sql, rowMode: 'array', query_timeout: timeoutMs})
               } catch (err) {
+                // as pool.query() does: a client whose query failed is not reused
+                failure = err as Error
                 const message = (err as Error)?.message ?? String(err)
                 if (/Query read timeout/i.test(message)) throw new TableError('retry', `pgsql:${name}: query time limit exceeded`)
                 throw new Error(`pgsql query failed: fatal error from host ${h.spec}: ERROR:  ${message}`)
+              } finally {
+                if (client && inUse.delete(client)) client.release(failure ?? false)
               }
               const rows = Array.isArray(result.rows) ? result.rows : []
               return rows.map((row) => row.map((v) => (v === null || v === undefined ? null : checkLatin1(String(v), name))))
             },
             end: () => pool.end(),
+            destroy: () => {
+              for (const client of inUse) client.release(new Error('the table is closing'))
+              inUse.clear()
+              return pool.end()
+            },
           }
         }
         const hostPool = new HostPool(hosts, connect,

@@ -27,6 +27,7 @@ declare module 'pg' {
     command: string
   }
   export interface PoolClient {
+    query(config: QueryConfig): Promise<QueryResult>
     release(err?: Error | boolean): void
   }
   export class Pool {

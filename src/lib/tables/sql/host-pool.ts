@@ -48,7 +48,10 @@ export type SqlRow = readonly (string | null)[]
 /** A driver pool connected to one host. Error messages must never contain the password. */
 export interface HostConnection {
   query(sql: string, timeoutMs: number): Promise<readonly SqlRow[]>
+  /** Close once the queries in progress are done. */
   end(): Promise<void>
+  /** Close now: the queries in progress fail (the table is closing). */
+  destroy(): Promise<void>
 }
 
 export interface HostSpec {
@@ -103,6 +106,7 @@ export class HostPool<H extends HostSpec> {
         return rows
       } catch (err) {
         if (err instanceof TableError) throw err
+        if (this.closed) break // the table closed under the query: no host is at fault
         this.log.warning(err instanceof Error ? err.message : String(err))
         this.down(state)
       }
@@ -163,13 +167,14 @@ export class HostPool<H extends HostSpec> {
     if (c) void c.end().catch(() => {})
   }
 
+  /** The table closes: no request uses it any more, or the process is stopping. */
   async close(): Promise<void> {
     this.closed = true
     const ends = this.states.map((s) => {
       const c = s.connection
       if (s.idleTimer) clearTimeout(s.idleTimer)
       s.connection = undefined
-      return c?.end().catch(() => {})
+      return c?.destroy().catch(() => {})
     })
     await Promise.all(ends)
   }
