@@ -11,6 +11,7 @@ import {runUnderMaster, startedByMaster} from '../lib/server/master.js'
 import {ServiceKind} from '../lib/server/proxymap-service.js'
 import {PROGRAM_NAME, setProcessTitle} from '../lib/server/process-title.js'
 import {exitDeadline} from '../lib/server/shutdown.js'
+import {reloadConfiguration} from '../lib/server/reload.js'
 
 export default class Serve extends BaseCommand {
   static override summary = 'Run the proxymap and proxywrite services (a drop-in for Postfix\'s proxymap daemon).'
@@ -28,7 +29,10 @@ in main.cf's command_directory, else 3.7. Under master(8), append
 
 Started as root it binds the sockets and then runs as mail_owner. It logs to
 standard error in Postfix's format and stops cleanly on SIGTERM or SIGINT, removing
-its sockets. A stale socket left by a killed server is replaced.
+its sockets; requests in progress get a second to finish, then RETRY. SIGHUP reads
+main.cf again (approval lists, parameters) and keeps the sockets, the connections and
+the open tables still approved; a main.cf that cannot be read keeps the running
+configuration. A stale socket left by a killed server is replaced.
 
 No --json and no --output: what it prints is Postfix's log lines, for the tools that read
 Postfix's logs (under master(8): syslog or maillog_file, as Postfix's proxymap).
@@ -74,11 +78,21 @@ what Postfix's daemons exit with.`)
     const server = await startStandalone({config, log, services, rules: approvalRulesFor(choice.version)})
     for (const s of server.sockets)
       log.info(`listening on ${s.path} (${s.kind === 'read' ? 'read-only proxymap' : 'read-write proxywrite'} service)${server.runsAs ? `, running as ${server.runsAs}` : ''}`)
-    manager.ready(`serving ${server.sockets.map(s => s.path).join(' ')}`)
+    const readyStatus = `serving ${server.sockets.map(s => s.path).join(' ')}`
+    manager.ready(readyStatus)
+    let inForce = choice
+    const reload = () => {
+      manager.reloading()
+      inForce = reloadConfiguration({configDir: config.configDir, log, server, choice: inForce})
+      manager.ready(readyStatus)
+    }
+    process.on('SIGHUP', reload)
     await new Promise<void>(resolve => {
       const stop = (signal: string) => {
         log.info(`${signal} received -- shutting down`)
         manager.stopping()
+        process.off('SIGHUP', reload)
+        process.on('SIGHUP', () => undefined) // no reload, and no death by SIGHUP, while stopping
         exitDeadline(log, () => server.stillOpen(), () => process.exit(0))
         server.close().then(resolve, resolve)
       }

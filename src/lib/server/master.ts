@@ -163,7 +163,6 @@ export async function runUnderMaster(argv: string[]): Promise<number> {
 
   const maxUse = Number.parseInt(config.get('max_use'), 10) || 0
   const maxIdleMs = parseTimeMs(config.get('max_idle'))
-  const ipcTimeoutMs = parseTimeMs(config.get('ipc_timeout'))
   const group = new ServiceGroup()
   const budget = new InputBudget()
   const memory = new MemoryReleaser()
@@ -191,7 +190,7 @@ export async function runUnderMaster(argv: string[]): Promise<number> {
   // One process, one authorization table, however many sockets master hands it.
   const policy = approvalPolicy(config, kind, approvalRulesFor(choice.version), log)
   for (let n = 0; n < args.socketCount; n++) {
-    const server = createServiceServer({kind, config, log, registry: defaultRegistry, ipcTimeoutMs, policy, budget, memory}, group, {
+    const server = createServiceServer({kind, config, log, registry: defaultRegistry, policy, budget, memory}, group, {
       onConnect: () => {
         clearTimeout(idleTimer)
         useCount++

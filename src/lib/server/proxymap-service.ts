@@ -114,7 +114,7 @@ export class ProxymapService {
   private readonly opening = new Map<string, Promise<ProxyStatus | OpenTable>>()
   private lastChangeCheck = 0
   private lastIdleSweep = Date.now()
-  private readonly idleReleaseMs: number
+  private idleReleaseMs: number
   private idleSweeper: NodeJS.Timeout | undefined
   /** Retired instances still in use, closed when their last user goes (or at shutdown). */
   private readonly lingering = new Set<OpenTable>()
@@ -133,6 +133,30 @@ export class ProxymapService {
 
   get kind(): ServiceKind {
     return this.options.kind
+  }
+
+  /** The configuration requests are served with (replaced by reconfigure()). */
+  get config(): MainConfig {
+    return this.options.config
+  }
+
+  /**
+   * A new configuration (SIGHUP): its approval lists and parameters apply from the next
+   * request on. Open instances of tables it still approves stay open, with their clients
+   * and cursors; the others are closed once no request uses them.
+   */
+  reconfigure(policy: AccessPolicy, config: MainConfig, idleReleaseMs: number): void {
+    this.options.policy = policy
+    this.options.config = config
+    this.idleReleaseMs = idleReleaseMs
+    for (const [cacheKey, entry] of this.open) {
+      if (policy.isApproved(this.options.kind, entry.name)) continue
+      this.open.delete(cacheKey)
+      this.retire(entry)
+    }
+    clearInterval(this.idleSweeper)
+    this.idleSweeper = undefined
+    if (this.open.size > 0) this.sweepWhileOpen()
   }
 
   /** Every table opened so far (for change detection and shutdown). */

@@ -34,6 +34,12 @@ export interface RunningServer {
   close(): Promise<void>
   /** While closing: what has not finished closing yet. */
   stillOpen(): string[]
+  /**
+   * SIGHUP: serve by `config` and `rules` from the next request on, keeping the sockets, the
+   * connections and the open tables still approved. Throws, changing nothing, when the new
+   * configuration cannot be used.
+   */
+  reload(config: MainConfig, rules: ApprovalRules): void
 }
 
 /** Postfix time values: a number with an optional unit (s default, m, h, d, w). */
@@ -75,7 +81,6 @@ export interface ServiceServerOptions {
   config: MainConfig
   log: Logger
   registry: TableRegistry
-  ipcTimeoutMs: number
   /** What the service approves; see approvalPolicy(). */
   policy: AccessPolicy
   /** Shared by all connections of all services of the process. */
@@ -100,18 +105,24 @@ export function daemonTimeoutMs(config: MainConfig): number {
   return parseTimeMs(config.get('daemon_timeout') || '18000s')
 }
 
+/** Postfix's max_idle: how long an unused table instance stays open here. */
+export function idleReleaseMs(config: MainConfig): number {
+  return parseTimeMs(config.get('max_idle') || '100s')
+}
+
 /** A listening-socket server for one service (proxymap or proxywrite); not yet listening. */
 export function createServiceServer(options: ServiceServerOptions, group: ServiceGroup,
   hooks: {onConnect?: () => void; onClose?: () => void} = {}): net.Server {
-  const {kind, config, log, registry, ipcTimeoutMs, policy, budget, memory} = options
-  const idleReleaseMs = parseTimeMs(config.get('max_idle') || '100s')
-  const service = new ProxymapService({kind, policy, registry, config, log, idleReleaseMs})
+  const {kind, config, log, registry, policy, budget, memory} = options
+  const service = new ProxymapService({kind, policy, registry, config, log, idleReleaseMs: idleReleaseMs(config)})
   group.services.push(service)
-  const requestLimitMs = daemonTimeoutMs(config)
   // Half-open: a client may send its requests, shut down its side, and read the answers.
   return net.createServer({allowHalfOpen: true}, socket => {
     hooks.onConnect?.()
     service.checkForChangedTables()
+    // Read per connection: a reload changes them for the clients that come after it.
+    const ipcTimeoutMs = parseTimeMs(service.config.get('ipc_timeout'))
+    const requestLimitMs = daemonTimeoutMs(service.config)
     const served = serveConnection(socket, service, {log, ipcTimeoutMs, daemonTimeoutMs: requestLimitMs, budget, onClose: () => {
       group.connections.delete(socket)
       memory.connectionClosed()
@@ -124,7 +135,6 @@ export function createServiceServer(options: ServiceServerOptions, group: Servic
 export async function startStandalone(options: StandaloneOptions): Promise<RunningServer> {
   const {config, log} = options
   const registry = options.registry ?? defaultRegistry
-  const ipcTimeoutMs = parseTimeMs(config.get('ipc_timeout'))
   const servers: net.Server[] = []
   const sockets: RunningServer['sockets'] = []
   const group = new ServiceGroup()
@@ -147,7 +157,7 @@ export async function startStandalone(options: StandaloneOptions): Promise<Runni
       const socketPath = serviceSocketPath(config, kind)
       if (await prepareSocketPath(socketPath)) createdDirs.add(path.dirname(socketPath))
       const policy = approvalPolicy(config, kind, options.rules ?? approvalRulesFor('3.7'), log)
-      const server = createServiceServer({kind, config, log, registry, ipcTimeoutMs, policy, budget, memory}, group)
+      const server = createServiceServer({kind, config, log, registry, policy, budget, memory}, group)
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject)
         server.listen({path: socketPath}, () => { server.off('error', reject); resolve() })
@@ -163,7 +173,16 @@ export async function startStandalone(options: StandaloneOptions): Promise<Runni
       // server can still remove its sockets when it stops.
       for (const dir of createdDirs) fs.chownSync(dir, account.uid, account.gid)
     })
-    return {sockets, runsAs: account?.name, close: closeAll, stillOpen: () => group.stillOpen()}
+    const reload = (next: MainConfig, rules: ApprovalRules): void => {
+      // Every policy first (one may throw), then all of them at once.
+      const policies = group.services.map(service => approvalPolicy(next, service.kind, rules, log))
+      group.services.forEach((service, i) => service.reconfigure(policies[i], next, idleReleaseMs(next)))
+      for (const {kind, path: current} of sockets) {
+        const wanted = serviceSocketPath(next, kind)
+        if (wanted !== current) log.warning(`${wanted}: the ${kind === 'read' ? 'proxymap' : 'proxywrite'} service stays on ${current} until it is restarted`)
+      }
+    }
+    return {sockets, runsAs: account?.name, close: closeAll, stillOpen: () => group.stillOpen(), reload}
   } catch (err) {
     await closeAll()
     throw err
