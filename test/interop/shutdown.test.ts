@@ -80,6 +80,15 @@ function socketmapPeer(socket: net.Socket): void {
   socket.on('error', () => undefined)
 }
 
+/** An LDAP server that accepts connections and reads requests, but never answers one. */
+let silentRequestsSeen = 0
+function silentPeer(socket: net.Socket): void {
+  peerSockets.add(socket)
+  socket.on('close', () => peerSockets.delete(socket))
+  socket.on('data', () => { silentRequestsSeen++ })
+  socket.on('error', () => undefined)
+}
+
 async function listenPeer(handler: (s: net.Socket) => void): Promise<number> {
   const server = net.createServer(handler)
   peers.push(server)
@@ -121,14 +130,15 @@ async function sqlCount(type: 'mysql' | 'pgsql', sql: string): Promise<number> {
 
 /**
  * Lookups in progress when the signal comes: one the socketmap peer holds for
- * SLOW_ANSWER_MS, and one query each that MariaDB and PostgreSQL take that long to answer;
- * started, and seen by their servers.
+ * SLOW_ANSWER_MS, one query each that MariaDB and PostgreSQL take that long to answer, and
+ * an LDAP search that is never answered; started, and seen by their servers.
  */
 async function lookupsInFlight(): Promise<{clients: Promise<RunResult[]>}> {
   const seen = slowRequestsSeen
-  const clients = Promise.all(['socketmap', 'mysqlSlow', 'pgsqlSlow'].map(t =>
+  const silentSeen = silentRequestsSeen
+  const clients = Promise.all(['socketmap', 'mysqlSlow', 'pgsqlSlow', 'ldapSlow'].map(t =>
     pf.postmap(['-q', 'slow', `proxy:${tables[t]}`], {timeoutMs: 15_000})))
-  await waitFor(async () => slowRequestsSeen > seen
+  await waitFor(async () => slowRequestsSeen > seen && silentRequestsSeen > silentSeen
     && await sqlCount('mysql', "SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'SELECT CONCAT(SLEEP(%'") > 0
     && await sqlCount('pgsql', "SELECT COUNT(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(%'") > 0,
   10_000, () => 'the slow requests did not all reach their servers', 50)
@@ -156,6 +166,7 @@ before(async () => {
   const memcachePort = await startMemcached()
   const tcpPort = await listenPeer(tcpPeer)
   const socketmapPort = await listenPeer(socketmapPeer)
+  const silentLdapPort = await listenPeer(silentPeer)
   const cf = async (name: string, body: string): Promise<string> => {
     const file = path.join(pf.etc, name)
     await pf.writeFile(file, body)
@@ -166,6 +177,7 @@ before(async () => {
   tables.ldap = `ldap:${await cf('ldap.cf', `server_host = ${slapd.url}\nversion = 3\nsearch_base = ${SUFFIX}\nquery_filter = (uid=%s)\nresult_attribute = mail\n`)}`
   tables.mysqlSlow = `mysql:${await cf('my-slow.cf', `hosts = inet:127.0.0.1:3306\nuser = root\ndbname = test\nquery = SELECT CONCAT(SLEEP(${SLOW_ANSWER_MS / 1000}), '%s')\n`)}`
   tables.pgsqlSlow = `pgsql:${await cf('pg-slow.cf', `hosts = inet:127.0.0.1:5432\nuser = root\ndbname = test\nquery = SELECT pg_sleep(${SLOW_ANSWER_MS / 1000})::text || '%s'\n`)}`
+  tables.ldapSlow = `ldap:${await cf('ldap-silent.cf', `server_host = ldap://127.0.0.1:${silentLdapPort}\nbind = no\nversion = 3\nsearch_base = ${SUFFIX}\nquery_filter = (uid=%s)\nresult_attribute = mail\n`)}`
   tables.tcp = `tcp:127.0.0.1:${tcpPort}`
   tables.socketmap = `socketmap:inet:127.0.0.1:${socketmapPort}:users`
   tables.memcache = `memcache:${await cf('mc.cf', `memcache = inet:127.0.0.1:${memcachePort}\n`)}`
@@ -204,7 +216,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     assert.ok(stoppedMs < STOP_LIMIT_MS, `serve took ${Math.round(stoppedMs)} ms to exit after ${signal}:\n${pf.ourStderr()}`)
     assert.deepEqual({code, killedBy, socketsLeft}, {code: 0, killedBy: null, socketsLeft: []}, pf.ourStderr())
     assert.match(pf.ourStderr(), new RegExp(`postfix-harness/proxymap\\[${pid}\\]: ${signal} received -- shutting down`))
-    for (const type of ['socketmap', 'mysql', 'pgsql'])
+    for (const type of ['socketmap', 'mysql', 'pgsql', 'ldap'])
       assert.match(pf.ourStderr(), new RegExp(`warning: lookup ${type}:\\S+: no answer before shutdown -- replying RETRY`))
     assert.doesNotMatch(pf.ourStderr(), /query failed|lookup error/, 'a table closing is no server failure')
     assert.doesNotMatch(pf.ourStderr(), /still open/, 'nothing held the process')

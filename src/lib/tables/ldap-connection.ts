@@ -279,7 +279,8 @@ export class LdapConnection {
   private inFlight = 0
   private closing = false
 
-  private constructor(private readonly client: Client, readonly server: LdapServer, private readonly settings: ConnectionSettings) {}
+  private constructor(private readonly client: Client, readonly server: LdapServer, private readonly settings: ConnectionSettings,
+    private readonly socket: net.Socket) {}
 
   /** Connect to the first server that answers, then StartTLS and bind as configured. */
   static async open(settings: ConnectionSettings): Promise<LdapConnection> {
@@ -323,7 +324,7 @@ export class LdapConnection {
     }
     // The socket is already open: ldapts takes it over at once.
     await (client as unknown as {_connect(): Promise<void>})._connect()
-    const connection = new LdapConnection(client, server, settings)
+    const connection = new LdapConnection(client, server, settings, socket)
     if (settings.startTls) {
       try {
         await client.startTLS(await tlsOptionsFor(settings.tls!, server.host))
@@ -409,6 +410,13 @@ export class LdapConnection {
     if (this.inFlight === 0) this.unbind()
   }
 
+  /** No table uses the connection any more: searches still waiting fail at once. */
+  closeNow(): void {
+    this.closing = true
+    if (this.inFlight === 0) this.unbind()
+    else this.socket.destroy()
+  }
+
   private unbind(): void {
     void this.client.unbind().catch(() => {})
   }
@@ -466,6 +474,8 @@ export class SharedLdapConnection {
   release(): void {
     if (--this.users > 0) return
     SharedLdapConnection.byKey.delete(this.key)
-    if (this.connection) this.drop(this.connection)
+    const connection = this.connection
+    this.connection = undefined
+    connection?.closeNow()
   }
 }
