@@ -16,9 +16,10 @@ import net from 'node:net'
 import path from 'node:path'
 import {after, before, test} from 'node:test'
 import {
-  PROJECT_BIN, PostfixInstance, RunResult, backdate, createPostfixInstance, requirePostfix, runCommand, sleep,
+  PROJECT_BIN, PostfixInstance, RunResult, backdate, createPostfixInstance, processesUnder, requirePostfix, runCommand,
   spawnTracked, waitFor,
 } from '../helpers/postfix.js'
+import {SOCKETMAP_MAX_REPLY, netstringParser} from '../../src/lib/tables/socketmap.js'
 import {freeLoopbackPort} from '../helpers/ports.js'
 import {Slapd, startSlapd} from '../helpers/slapd.js'
 
@@ -59,16 +60,12 @@ function socketmapPeer(socket: net.Socket): void {
   peerSockets.add(socket)
   socket.on('close', () => peerSockets.delete(socket))
   let buf = Buffer.alloc(0)
+  const parse = netstringParser(SOCKETMAP_MAX_REPLY)
   socket.on('data', (d: Buffer) => {
     buf = Buffer.concat([buf, d])
-    for (;;) {
-      const colon = buf.indexOf(0x3a)
-      if (colon < 0) return
-      const len = Number(buf.subarray(0, colon).toString())
-      if (buf.length < colon + len + 2) return
-      const body = buf.subarray(colon + 1, colon + 1 + len).toString('latin1')
-      buf = buf.subarray(colon + len + 2)
-      const key = body.slice(body.indexOf(' ') + 1)
+    for (let request = parse(buf); request; request = parse(buf)) {
+      buf = buf.subarray(request.used)
+      const key = request.value.slice(request.value.indexOf(' ') + 1)
       const reply = `OK sm-${key}`
       const send = (): void => { if (!socket.destroyed) socket.write(`${reply.length}:${reply},`) }
       if (key === 'slow') {
@@ -225,17 +222,9 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 }
 
 /** Our node processes of this instance: master starts daemons in the queue directory. */
-function ourDaemons(): number[] {
-  const pids: number[] = []
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      if (fs.readlinkSync(`/proc/${entry}/cwd`) !== pf.spool) continue
-      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'latin1').includes(PROJECT_BIN)) pids.push(Number(entry))
-    } catch { /* gone */ }
-  }
-  return pids
-}
+const ourDaemons = (): number[] => processesUnder(pf.spool).filter((pid) => {
+  try { return fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(PROJECT_BIN) } catch { return false }
+})
 
 test('under real master(8), postfix stop ends our daemons within 2 s, answering the lookup in flight', async () => {
   const masterCf = path.join(pf.etc, 'master.cf')
