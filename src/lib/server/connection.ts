@@ -55,6 +55,8 @@ export interface ServedConnection {
   stop(): void
   /** After stop(): answer RETRY to the request in progress now, and end the connection. */
   abandon(): void
+  /** Resolves once nothing is left to answer: every reply sent, our side ended. */
+  readonly settled: Promise<void>
   /** Resolves once the socket is closed. */
   readonly closed: Promise<void>
 }
@@ -79,9 +81,13 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
     },
   }
 
+  let settle: () => void = () => undefined
+  const settled = new Promise<void>(resolve => { settle = resolve })
+
   const close = (): void => {
     if (closed) return
     closed = true
+    settle()
     clearTimeout(stallTimer)
     budget?.release(holder)
     session.close()
@@ -95,6 +101,7 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
   const closeAfterReplies = (): void => {
     if (closed) return
     closed = true
+    settle()
     clearTimeout(stallTimer)
     budget?.release(holder)
     session.close()
@@ -252,6 +259,7 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
   const closedPromise = new Promise<void>(resolve => { socketClosed = resolve })
   socket.on('close', () => {
     closed = true
+    settle()
     clearTimeout(stallTimer)
     clearTimeout(lingerTimer)
     budget?.release(holder)
@@ -275,6 +283,7 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
       stop()
       retryInProgress?.()
     },
+    settled,
     closed: closedPromise,
   }
 }

@@ -40,10 +40,9 @@ export class ServiceGroup {
     for (const server of servers) server.close()
     const served = [...this.connections]
     for (const [, connection] of served) connection.stop()
-    const allClosed = Promise.all(served.map(([, c]) => c.closed))
-    await Promise.race([allClosed, delay(IN_FLIGHT_GRACE_MS)])
+    await Promise.race([Promise.all(served.map(([, c]) => c.settled)), delay(IN_FLIGHT_GRACE_MS)])
     for (const [, connection] of served) connection.abandon()
-    await Promise.race([allClosed, delay(HANG_UP_GRACE_MS)])
+    await Promise.race([Promise.all(served.map(([, c]) => c.closed)), delay(HANG_UP_GRACE_MS)])
     for (const [socket] of served) socket.destroy()
     await Promise.all(this.services.map(s => s.close()))
   }
