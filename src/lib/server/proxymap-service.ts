@@ -339,7 +339,8 @@ export class ProxymapService {
       if (dialect === 'v2' && table instanceof SurrogateTable) table.flags = (table.flags | DICT_FLAG.DUP_WARN) >>> 0
       if (this.shuttingDown) {
         this.opening.delete(cacheKey)
-        return closeTable(table).then((): ProxyStatus => PROXY_STAT.RETRY)
+        // the instance this one was to replace is in neither map: close it here too
+        return Promise.all([closeTable(table), previous && closeEntry(previous)]).then((): ProxyStatus => PROXY_STAT.RETRY)
       }
       const entry: OpenTable = {table, initialFlags: table.flags, name, openFlags, dialect, users: 0, lastUsed: Date.now(), retired: false}
       if (previous && !(replacing instanceof SurrogateTable)) {
