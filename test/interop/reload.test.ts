@@ -1,7 +1,8 @@
 // SIGHUP on a standalone `proxymap serve`, as `postfix reload` is to master(8): main.cf is
 // read again, a table added to proxy_read_maps is approved, one removed is denied (even
 // when it was open), and the process, its sockets and a client's connection carry on. A
-// main.cf that cannot be read keeps the running configuration, with a warning. Real
+// main.cf that cannot be read, or whose approval lists cannot be expanded, keeps the running
+// configuration, with a warning. Real
 // Postfix 3.7 clients (postmap) and one raw client connection held across the reload.
 
 import assert from 'node:assert/strict'
@@ -117,6 +118,15 @@ test('SIGHUP: main.cf is read again; approvals change, the process, its sockets,
       await pf.waitForOurStderr(/warning: cannot read .*main\.cf: permission denied.* -- keeping the current configuration/)
     } finally {
       fs.chmodSync(mainCf, 0o644)
+    }
+    // An approval list Postfix's proxymap would stop at (a truncated ${...}): the same.
+    const stock = fs.readFileSync(mainCf, 'latin1')
+    fs.writeFileSync(mainCf, `${stock}\nproxy_read_maps = proxy:${third} \${oops\n`)
+    try {
+      process.kill(pid, 'SIGHUP')
+      await pf.waitForOurStderr(/warning: cannot expand parameter proxy_read_maps .*: truncated macro reference: .* -- keeping the current configuration/)
+    } finally {
+      fs.writeFileSync(mainCf, stock)
     }
     assert.equal(pf.ourPid(), pid)
     assert.deepEqual([await query('b', second), await query('c', third)], ['2', 'DENY'])
