@@ -45,6 +45,7 @@ const BUILTIN_TYPES: readonly LazyTableType[] = [
   lazy('tcp', async () => (await import('./tcp.js')).tcpType),
   lazy('memcache', async () => (await import('./memcache.js')).memcacheType),
   lazy('ldap', async () => (await import('./ldap.js')).ldapType),
+  lazy('redis', async () => (await import('./redis.js')).redisType),
 ]
 
 export class TableRegistry {
