@@ -105,8 +105,19 @@ function errorText(err: unknown): string {
 class ServerClient {
   lastError = 'not connected yet'
 
+  private failedSinceReady = false
+
   constructor(readonly label: string, readonly client: RedisClient, private readonly timeoutMs: number) {
-    client.on('error', (err: unknown) => { this.lastError = errorText(err) })
+    client.on('error', (err: unknown) => {
+      this.lastError = errorText(err)
+      this.failedSinceReady = true
+    })
+    client.on('ready', () => { this.failedSinceReady = false })
+    // a server that goes away cleanly (killed, restarted) closes without an error event
+    client.on('close', () => {
+      if (!this.failedSinceReady) this.lastError = 'lost connection'
+      this.failedSinceReady = true
+    })
   }
 
   /**
