@@ -22,13 +22,37 @@ export async function redisCli(port: number, ...args: string[]): Promise<string>
   return r.stdout.trim()
 }
 
+/** PEM files for a TLS-only server: it asks for a client certificate signed by `ca`. */
+export interface RedisTlsFiles {ca: string; cert: string; key: string}
+
+/** A CA, a server certificate for localhost/127.0.0.1 and a client certificate, made by openssl. */
+export async function makeTlsFiles(dir: string): Promise<{server: RedisTlsFiles; client: RedisTlsFiles}> {
+  const f = (name: string): string => path.join(dir, name)
+  const openssl = async (...args: string[]): Promise<void> => {
+    const r = await runCommand('openssl', args, {timeoutMs: 60_000})
+    if (r.code !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`)
+  }
+  await openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=proxymap test CA')
+  fs.writeFileSync(f('san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n')
+  for (const who of ['server', 'client']) {
+    await openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f(`${who}.key`), '-out', f(`${who}.csr`), '-subj', `/CN=${who === 'server' ? 'localhost' : 'proxymap'}`)
+    await openssl('x509', '-req', '-in', f(`${who}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial',
+      '-out', f(`${who}.pem`), '-days', '2', '-extfile', f('san.ext'))
+  }
+  // our serve reads them after it has become mail_owner (test keys, nothing secret)
+  for (const name of fs.readdirSync(dir)) if (/\.(key|pem)$/.test(name)) fs.chmodSync(f(name), 0o644)
+  const files = (who: string): RedisTlsFiles => ({ca: f('ca.pem'), cert: f(`${who}.pem`), key: f(`${who}.key`)})
+  return {server: files('server'), client: files('client')}
+}
+
 export class PrivateRedis {
   private child?: ChildProcess
   /** Its working directory: a replica writes the master's snapshot there (dump.rdb). */
   private readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'proxymap-redis-'))
 
   /** `sentinelConfig`: run as a Sentinel with this configuration file (it rewrites it). */
-  constructor(readonly port: number, private readonly extraArgs: string[] = [], private readonly sentinelConfig?: string) {}
+  constructor(readonly port: number, private readonly extraArgs: string[] = [], private readonly sentinelConfig?: string,
+    private readonly tls?: {server: RedisTlsFiles; client: RedisTlsFiles}) {}
 
   get pid(): number | undefined {
     return this.child?.pid
@@ -37,12 +61,17 @@ export class PrivateRedis {
   async start(): Promise<void> {
     const args = this.sentinelConfig
       ? [this.sentinelConfig, '--sentinel', '--port', String(this.port), '--bind', '127.0.0.1', '--save', '']
-      : ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.extraArgs]
+      : [...(this.tls
+        ? ['--port', '0', '--tls-port', String(this.port), '--tls-cert-file', this.tls.server.cert, '--tls-key-file', this.tls.server.key,
+          '--tls-ca-cert-file', this.tls.server.ca, '--tls-auth-clients', 'yes']
+        : ['--port', String(this.port)]), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.extraArgs]
     const child = spawnTracked(REDIS_SERVER, [...args, '--dir', this.dir], {cwd: this.dir, stdio: ['ignore', 'ignore', 'pipe']})
     this.child = child
     let stderr = ''
     child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
-    const client = new Redis({host: '127.0.0.1', port: this.port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0})
+    const tls = this.tls && {ca: fs.readFileSync(this.tls.client.ca), cert: fs.readFileSync(this.tls.client.cert),
+      key: fs.readFileSync(this.tls.client.key), servername: 'localhost'}
+    const client = new Redis({host: '127.0.0.1', port: this.port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, tls})
     client.on('error', () => {}) // refused until it listens
     try {
       for (let i = 0; i < 200; i++) {

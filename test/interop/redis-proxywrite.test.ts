@@ -11,6 +11,9 @@
 // (d) replica promotion: hosts = master replica; the master is killed, reads go on from
 //     the replica, writes are RETRY until the replica is promoted, then go to it;
 // (e) Sentinel: a private Sentinel fails the master over to its replica; writes come back;
+// (g) TLS: a private TLS-only redis-server that wants client certificates: the table with
+//     tls_CAfile, tls_cert_file and tls_key_file works; without the CA (certificate
+//     unverified), without a client certificate, or without tls, every request is RETRY;
 // (f) two serve processes (two "MX hosts", two Postfix instances) sharing one Redis see
 //     each other's writes and deletes.
 //
@@ -30,7 +33,7 @@ import {ServiceConnection} from '../../src/lib/client/connection.js'
 import {DICT_FLAG, PROXY_STAT} from '../../src/lib/protocol/index.js'
 import {createPostfixInstance, PostfixInstance, PROJECT_BIN, requirePostfix, runCommand, waitFor} from '../helpers/postfix.js'
 import {freeLoopbackPort} from '../helpers/ports.js'
-import {PrivateRedis, redisCli, requireRedisServer, writeSentinelConfig} from '../helpers/redis.js'
+import {makeTlsFiles, PrivateRedis, redisCli, requireRedisServer, writeSentinelConfig} from '../helpers/redis.js'
 
 const PREFIX = `pmpw${process.pid}:`
 const SENTINEL_MASTER = `pm${process.pid}`
@@ -44,6 +47,7 @@ let replica: PrivateRedis
 let sentinelMaster: PrivateRedis
 let sentinelReplica: PrivateRedis
 let sentinel: PrivateRedis
+let tlsServer: PrivateRedis
 
 async function cli(instance: PostfixInstance, args: string[], input?: string): Promise<{code: number; stdout: string; stderr: string}> {
   const r = await runCommand(process.execPath, [PROJECT_BIN, args[0], '-c', instance.etc, ...args.slice(1)], {input, timeoutMs: 60_000})
@@ -79,12 +83,22 @@ before(async () => {
   sentinel = new PrivateRedis(sentinelPort, [], writeSentinelConfig(pf.dir, SENTINEL_MASTER, sentinelMaster.port))
   privateServers.push(sentinel)
   await sentinel.start()
+  const tls = await makeTlsFiles(pf.dir)
+  tlsServer = new PrivateRedis(await freeLoopbackPort(), [], undefined, tls)
+  privateServers.push(tlsServer)
+  await tlsServer.start()
+  const tlsHost = `hosts = 127.0.0.1:${tlsServer.port}\ntimeout = 1\n`
+  const clientCert = `tls_cert_file = ${tls.client.cert}\ntls_key_file = ${tls.client.key}\n`
   const files: Record<string, string> = {
     psc: `hosts = 127.0.0.1:6379\nkey_format = ${PREFIX}psc:%s\nttl = 3600\n`,
     verify: `hosts = inet:127.0.0.1:6379\nkey_format = ${PREFIX}verify:%s\nscan_count = 7\n`,
     outage: `hosts = 127.0.0.1:${outage.port}\ntimeout = 1\n`,
     replicas: `hosts = 127.0.0.1:${master.port}, 127.0.0.1:${replica.port}\ntimeout = 1\n`,
     sentinel: `sentinels = 127.0.0.1:${sentinelPort}\nsentinel_master = ${SENTINEL_MASTER}\ntimeout = 1\n`,
+    tls: `${tlsHost}tls = yes\ntls_CAfile = ${tls.client.ca}\n${clientCert}tls_server_name = localhost\n`,
+    tlsUntrusted: `${tlsHost}tls = yes\n${clientCert}`,
+    tlsNoClientCert: `${tlsHost}tls = yes\ntls_CAfile = ${tls.client.ca}\n`,
+    tlsPlain: tlsHost,
   }
   for (const [name, body] of Object.entries(files)) cf[name] = await pf.writeFile(`redis-${name}.cf`, body)
   const tables = Object.keys(files).map((n) => `redis:${cf[n]}`)
@@ -209,6 +223,17 @@ test('Sentinel failover: writes come back on the promoted replica', async () => 
   assert.match(await redisCli(sentinelReplica.port, 'role'), /^master/)
   assert.equal(await redisCli(sentinelReplica.port, 'get', 'after'), 'two')
   assert.deepEqual(await query(pf, 'sentinel', 'before'), {code: 0, stdout: 'one\n', stderr: ''})
+})
+
+test('TLS with a client certificate; an unverified server, no client certificate or no TLS is RETRY', async () => {
+  assert.equal((await cli(pf, ['update', proxy('tls'), 'Secure@Example.com', 'over tls'])).code, 0)
+  assert.deepEqual(await query(pf, 'tls', 'secure@example.com'), {code: 0, stdout: 'over tls\n', stderr: ''})
+  for (const name of ['tlsUntrusted', 'tlsNoClientCert', 'tlsPlain']) {
+    const r = await query(pf, name, 'secure@example.com')
+    assert.equal(r.code, 1, name)
+    assert.match(r.stderr, /query error/, name)
+  }
+  await pf.waitForMaillog(/warning: redis:\S+redis-tlsUntrusted\.cf: lookup "secure@example\.com" failed: connect to 127\.0\.0\.1:\d+: .*(self-signed|unable to verify)/i)
 })
 
 test('two serve processes sharing one Redis see each other\'s writes', async () => {

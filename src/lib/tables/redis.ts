@@ -206,22 +206,23 @@ async function acquireConnection(setting: ServerSetting): Promise<ServerConnecti
     const {Redis} = await import('ioredis')
     connection = connections.get(key)
     if (!connection) {
+      const tls = setting.tls && {
+        ca: setting.tls.ca, cert: setting.tls.cert, key: setting.tls.key,
+        rejectUnauthorized: setting.tls.verify, servername: setting.tls.servername,
+      }
       const common: RedisOptions = {
         username: setting.user, password: setting.password, db: setting.dbnum,
         connectTimeout: setting.timeoutMs, commandTimeout: setting.timeoutMs,
         enableOfflineQueue: false, maxRetriesPerRequest: 0, lazyConnect: true,
         retryStrategy: (times) => Math.min(times * 100, RECONNECT_MAX_MS),
-        tls: setting.tls && {
-          ca: setting.tls.ca, cert: setting.tls.cert, key: setting.tls.key,
-          rejectUnauthorized: setting.tls.verify, servername: setting.tls.servername,
-        },
+        tls,
       }
       const clients = setting.sentinels
         ? [new ServerClient(`sentinel master ${setting.sentinelMaster}`, new Redis({
           ...common, sentinels: setting.sentinels, name: setting.sentinelMaster,
           sentinelPassword: setting.sentinelPassword, sentinelMaxConnections: 1,
           sentinelRetryStrategy: (times) => Math.min(times * 100, RECONNECT_MAX_MS),
-          enableTLSForSentinelMode: setting.tls !== undefined,
+          enableTLSForSentinelMode: tls !== undefined, sentinelTLS: tls,
         }), setting.timeoutMs)]
         : setting.hosts.map((h) => new ServerClient(endpointText(h), new Redis({...common, ...h}), setting.timeoutMs))
       connection = new ServerConnection(key, clients)
