@@ -14,6 +14,8 @@
 // (g) TLS: a private TLS-only redis-server that wants client certificates: the table with
 //     tls_CAfile, tls_cert_file and tls_key_file works; without the CA (certificate
 //     unverified), without a client certificate, or without tls, every request is RETRY;
+// (h) tables with the same server setting share one connection (CLIENT LIST on a private
+//     server during concurrent real clients); another dbnum is another connection;
 // (f) two serve processes (two "MX hosts", two Postfix instances) sharing one Redis see
 //     each other's writes and deletes.
 //
@@ -48,6 +50,7 @@ let sentinelMaster: PrivateRedis
 let sentinelReplica: PrivateRedis
 let sentinel: PrivateRedis
 let tlsServer: PrivateRedis
+let poolServer: PrivateRedis
 
 async function cli(instance: PostfixInstance, args: string[], input?: string): Promise<{code: number; stdout: string; stderr: string}> {
   const r = await runCommand(process.execPath, [PROJECT_BIN, args[0], '-c', instance.etc, ...args.slice(1)], {input, timeoutMs: 60_000})
@@ -74,6 +77,7 @@ before(async () => {
   shared = new Redis({host: '127.0.0.1', port: 6379, lazyConnect: true, maxRetriesPerRequest: 1})
   await shared.connect()
   outage = await privateRedis()
+  poolServer = await privateRedis()
   master = await privateRedis()
   replica = await privateRedis(['--replicaof', '127.0.0.1', String(master.port)])
   sentinelMaster = await privateRedis()
@@ -99,6 +103,9 @@ before(async () => {
     tlsUntrusted: `${tlsHost}tls = yes\n${clientCert}`,
     tlsNoClientCert: `${tlsHost}tls = yes\ntls_CAfile = ${tls.client.ca}\n`,
     tlsPlain: tlsHost,
+    poolA: `hosts = 127.0.0.1:${poolServer.port}\nkey_format = a:%s\n`,
+    poolB: `hosts = inet:127.0.0.1:${poolServer.port}\nkey_format = b:%s\ndomain = example.com\n`,
+    poolDb1: `hosts = 127.0.0.1:${poolServer.port}\ndbnum = 1\n`,
   }
   for (const [name, body] of Object.entries(files)) cf[name] = await pf.writeFile(`redis-${name}.cf`, body)
   const tables = Object.keys(files).map((n) => `redis:${cf[n]}`)
@@ -234,6 +241,19 @@ test('TLS with a client certificate; an unverified server, no client certificate
     assert.match(r.stderr, /query error/, name)
   }
   await pf.waitForMaillog(/warning: redis:\S+redis-tlsUntrusted\.cf: lookup "secure@example\.com" failed: connect to 127\.0\.0\.1:\d+: .*(self-signed|unable to verify)/i)
+})
+
+test('tables with the same server setting share one connection', async () => {
+  await redisCli(poolServer.port, 'mset', 'a:k1@example.com', 'A1', 'b:k1@example.com', 'B1')
+  await redisCli(poolServer.port, '-n', '1', 'set', 'k1@example.com', 'D1')
+  const keys = Array.from({length: 200}, (_, i) => `k${i % 3}@example.com`).join('\n') + '\n'
+  const runs = await Promise.all(['poolA', 'poolB', 'poolDb1', 'poolA', 'poolB', 'poolDb1'].map((name) => pf.postmap(['-q', '-', proxy(name)], {input: keys})))
+  for (const [i, r] of runs.entries()) {
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout.split('\n').filter(Boolean).length, 67, `run ${i}`)
+  }
+  const clients = (await redisCli(poolServer.port, 'client', 'list')).split('\n').filter((l) => !/ cmd=client\|list /.test(l))
+  assert.deepEqual(clients.map((l) => / db=(\d+) /.exec(l)?.[1]).sort(), ['0', '1'], clients.join('\n'))
 })
 
 test('two serve processes sharing one Redis see each other\'s writes', async () => {
