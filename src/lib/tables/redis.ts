@@ -243,7 +243,7 @@ function releaseConnection(connection: ServerConnection): void {
 /** A key_format that first/next can invert: PREFIX%sSUFFIX. */
 interface KeyShape {prefix: string; suffix: string}
 
-function keyShape(keyFormat: string): KeyShape | undefined {
+export function keyShape(keyFormat: string): KeyShape | undefined {
   const parts = keyFormat.split('%s')
   if (parts.length !== 2 || parts.some((p) => /%(?!%)/.test(p.replaceAll('%%', '')))) return undefined
   const [prefix, suffix] = parts.map((p) => p.replaceAll('%%', '%'))
