@@ -7,7 +7,8 @@
 //     next sequence request ("delete behind", as dict_cache does); every entry is visited
 //     and exactly the fresh ones remain;
 // (c) outage: a private redis-server is killed: lookups and updates answer RETRY; it is
-//     started again and the same serve process answers again (no restart);
+//     started again and the same serve process answers again (no restart); a first/next
+//     walk that outlives a restart starts again and sees every key of the new server;
 // (d) replica promotion: hosts = master replica; the master is killed, reads go on from
 //     the replica, writes are RETRY until the replica is promoted, then go to it;
 // (e) Sentinel: a private Sentinel fails the master over to its replica; writes come back;
@@ -51,6 +52,7 @@ let sentinelReplica: PrivateRedis
 let sentinel: PrivateRedis
 let tlsServer: PrivateRedis
 let poolServer: PrivateRedis
+let walkServer: PrivateRedis
 
 async function cli(instance: PostfixInstance, args: string[], input?: string): Promise<{code: number; stdout: string; stderr: string}> {
   const r = await runCommand(process.execPath, [PROJECT_BIN, args[0], '-c', instance.etc, ...args.slice(1)], {input, timeoutMs: 60_000})
@@ -78,6 +80,7 @@ before(async () => {
   await shared.connect()
   outage = await privateRedis()
   poolServer = await privateRedis()
+  walkServer = await privateRedis()
   master = await privateRedis()
   replica = await privateRedis(['--replicaof', '127.0.0.1', String(master.port)])
   sentinelMaster = await privateRedis()
@@ -103,6 +106,7 @@ before(async () => {
     tlsUntrusted: `${tlsHost}tls = yes\n${clientCert}`,
     tlsNoClientCert: `${tlsHost}tls = yes\ntls_CAfile = ${tls.client.ca}\n`,
     tlsPlain: tlsHost,
+    walk: `hosts = 127.0.0.1:${walkServer.port}\nkey_format = w:%s\nscan_count = 2\ntimeout = 1\n`,
     poolA: `hosts = 127.0.0.1:${poolServer.port}\nkey_format = a:%s\n`,
     poolB: `hosts = inet:127.0.0.1:${poolServer.port}\nkey_format = b:%s\ndomain = example.com\n`,
     poolDb1: `hosts = 127.0.0.1:${poolServer.port}\ndbnum = 1\n`,
@@ -204,6 +208,39 @@ test('Redis down: RETRY; Redis back: the same serve answers again', async () => 
   assert.equal((await cli(pf, ['update', proxy('outage'), 'k2', 'v2'])).code, 0)
   assert.equal(await redisCli(outage.port, 'get', 'k2'), 'v2')
   assert.equal(pf.ourPid(), serverPid)
+})
+
+test('a first/next walk that outlives a Redis restart starts again on the new server', async () => {
+  const seed = async (n: number): Promise<void> => {
+    await redisCli(walkServer.port, 'mset', ...Array.from({length: n}, (_, i) => [`w:key${i}`, `v${i}`]).flat())
+  }
+  await seed(30)
+  const table = proxy('walk')
+  const c = await ServiceConnection.connect(pf.socketPath('proxymap'), {timeoutMs: 30_000})
+  const seenAfter = new Set<string>()
+  try {
+    const step = (func: number) => c.request({request: 'sequence', dialect: 'legacy', table, instanceFlags: DICT_FLAG.LOCK, requestFlags: DICT_FLAG.LOCK, func})
+    assert.equal((await step(0)).status, PROXY_STAT.OK)
+    for (let i = 0; i < 12; i++) assert.equal((await step(1)).status, PROXY_STAT.OK)
+    await walkServer.stop('SIGKILL')
+    await walkServer.start()
+    await seed(40)
+    let retries = 0
+    for (let i = 0; i < 1000; i++) {
+      const r = await step(1)
+      if (r.status === PROXY_STAT.RETRY && retries++ < 100) {
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        continue
+      }
+      if (r.status === PROXY_STAT.NOKEY) break
+      assert.equal(r.status, PROXY_STAT.OK)
+      seenAfter.add(r.key!)
+    }
+  } finally {
+    c.close()
+  }
+  assert.equal(seenAfter.size, 40)
+  await pf.waitForMaillog(/warning: redis:\S+redis-walk\.cf: first\/next: new server connection, walking again from the start/)
 })
 
 test('replica promotion: reads go on from the replica, writes follow the promoted one', async () => {

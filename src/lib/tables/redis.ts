@@ -23,7 +23,9 @@
 // key_format of the form PREFIX%sSUFFIX, and gives back the lookup key (without them):
 // exactly what postscreen's and verify's cache cleanup needs (they delete what they walk).
 // SCAN may report a key twice while Redis resizes its hash table; it never misses a key
-// that exists for the whole walk. Memory per walk is one SCAN batch.
+// that exists for the whole walk. Memory per walk is one SCAN batch. A walk whose
+// connection was replaced (reconnect, failover) starts again from the beginning, since a
+// SCAN cursor means nothing to another server.
 //
 // Connections: one client per distinct server setting (hosts/sentinels, credentials,
 // dbnum, TLS, timeout), shared by every table of the process that has that setting;
@@ -101,9 +103,14 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
 
+/** Numbers the connections of every client, so that a walk can tell it has a new one. */
+let connectionsMade = 0
+
 /** One ioredis client and what we saw of its connection. */
 class ServerClient {
   lastError = 'not connected yet'
+  /** Which connection is up now (unique in the process). */
+  session = 0
 
   private failedSinceReady = false
 
@@ -112,7 +119,10 @@ class ServerClient {
       this.lastError = errorText(err)
       this.failedSinceReady = true
     })
-    client.on('ready', () => { this.failedSinceReady = false })
+    client.on('ready', () => {
+      this.failedSinceReady = false
+      this.session = ++connectionsMade
+    })
     // a server that goes away cleanly (killed, restarted) closes without an error event
     client.on('close', () => {
       if (!this.failedSinceReady) this.lastError = 'lost connection'
@@ -173,14 +183,14 @@ class ServerConnection {
   constructor(readonly key: string, private readonly clients: ServerClient[]) {}
 
   /** Run `command` on the active host, moving on to the next when it is down. */
-  async run<T>(command: (client: RedisClient) => Promise<T>, write: boolean): Promise<T> {
+  async run<T>(command: (client: RedisClient, session: number) => Promise<T>, write: boolean): Promise<T> {
     let last: unknown
     for (let tried = 0; tried < this.clients.length; tried++) {
       const index = (this.active + tried) % this.clients.length
       const server = this.clients[index]
       try {
         await server.ready()
-        const result = await command(server.client)
+        const result = await command(server.client, server.session)
         this.active = index
         return result
       } catch (err) {
@@ -254,6 +264,8 @@ const globEscape = (s: string): string => s.replace(/[*?[\]\\]/g, (c) => `\\${c}
 
 interface SequenceState {
   cursor: string
+  /** The connection the cursor came from: a SCAN cursor means nothing to another server. */
+  session?: number
   batch: [string, string][]
   done: boolean
 }
@@ -309,7 +321,7 @@ class RedisTable implements Table {
     return out.text.length > 0 ? out.text : undefined
   }
 
-  private async run<T>(what: string, command: (client: RedisClient) => Promise<T>, write = false): Promise<T> {
+  private async run<T>(what: string, command: (client: RedisClient, session: number) => Promise<T>, write = false): Promise<T> {
     try {
       return await this.connection.run(command, write)
     } catch (err) {
@@ -371,8 +383,15 @@ class RedisTable implements Table {
     const pattern = bytes(`${globEscape(shape.prefix)}*${globEscape(shape.suffix)}`) as unknown as string
     const minLength = shape.prefix.length + shape.suffix.length
     while (state.batch.length === 0 && !state.done) {
-      const [next, keys] = await this.run('sequence',
-        (c) => c.scanBuffer(state.cursor, 'MATCH', pattern, 'COUNT', this.settings.scanCount))
+      const [next, keys] = await this.run('sequence', (c, session) => {
+        if (state.cursor !== '0' && session !== state.session) {
+          // failover or reconnect: the server may be another one; walking again only repeats keys
+          this.log.warning(`redis:${this.name}: first/next: new server connection, walking again from the start`)
+          state.cursor = '0'
+        }
+        state.session = session
+        return c.scanBuffer(state.cursor, 'MATCH', pattern, 'COUNT', this.settings.scanCount)
+      })
       state.cursor = next.toString('latin1')
       state.done = state.cursor === '0'
       const wanted = keys.filter((k) => k.length > minLength)
