@@ -71,7 +71,9 @@ export class PrivateRedis {
     child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
     const tls = this.tls && {ca: fs.readFileSync(this.tls.client.ca), cert: fs.readFileSync(this.tls.client.cert),
       key: fs.readFileSync(this.tls.client.key), servername: 'localhost'}
-    const client = new Redis({host: '127.0.0.1', port: this.port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, tls})
+    const passwordAt = this.extraArgs.indexOf('--requirepass')
+    const password = passwordAt >= 0 ? this.extraArgs[passwordAt + 1] : undefined
+    const client = new Redis({host: '127.0.0.1', port: this.port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, tls, password})
     client.on('error', () => {}) // refused until it listens
     try {
       for (let i = 0; i < 200; i++) {

@@ -15,6 +15,8 @@
 // (g) TLS: a private TLS-only redis-server that wants client certificates: the table with
 //     tls_CAfile, tls_cert_file and tls_key_file works; without the CA (certificate
 //     unverified), without a client certificate, or without tls, every request is RETRY;
+// (i) authentication: `password` alone (the default user) and `user` + `password` (an ACL
+//     user) work; a wrong password is RETRY, logged without the password;
 // (h) tables with the same server setting share one connection (CLIENT LIST on a private
 //     server during concurrent real clients); another dbnum is another connection;
 // (f) two serve processes (two "MX hosts", two Postfix instances) sharing one Redis see
@@ -53,6 +55,7 @@ let sentinel: PrivateRedis
 let tlsServer: PrivateRedis
 let poolServer: PrivateRedis
 let walkServer: PrivateRedis
+let authServer: PrivateRedis
 
 async function cli(instance: PostfixInstance, args: string[], input?: string): Promise<{code: number; stdout: string; stderr: string}> {
   const r = await runCommand(process.execPath, [PROJECT_BIN, args[0], '-c', instance.etc, ...args.slice(1)], {input, timeoutMs: 60_000})
@@ -81,6 +84,8 @@ before(async () => {
   outage = await privateRedis()
   poolServer = await privateRedis()
   walkServer = await privateRedis()
+  authServer = await privateRedis(['--requirepass', 'default-pw'])
+  await redisCli(authServer.port, '--no-auth-warning', '-a', 'default-pw', 'acl', 'setuser', 'pmuser', 'on', '>user-pw', '~*', '+@all')
   master = await privateRedis()
   replica = await privateRedis(['--replicaof', '127.0.0.1', String(master.port)])
   sentinelMaster = await privateRedis()
@@ -107,6 +112,9 @@ before(async () => {
     tlsNoClientCert: `${tlsHost}tls = yes\ntls_CAfile = ${tls.client.ca}\n`,
     tlsPlain: tlsHost,
     walk: `hosts = 127.0.0.1:${walkServer.port}\nkey_format = w:%s\nscan_count = 2\ntimeout = 1\n`,
+    authDefault: `hosts = 127.0.0.1:${authServer.port}\npassword = default-pw\n`,
+    authUser: `hosts = 127.0.0.1:${authServer.port}\nuser = pmuser\npassword = user-pw\n`,
+    authWrong: `hosts = 127.0.0.1:${authServer.port}\nuser = pmuser\npassword = not-the-pw\ntimeout = 1\n`,
     poolA: `hosts = 127.0.0.1:${poolServer.port}\nkey_format = a:%s\n`,
     poolB: `hosts = inet:127.0.0.1:${poolServer.port}\nkey_format = b:%s\ndomain = example.com\n`,
     poolDb1: `hosts = 127.0.0.1:${poolServer.port}\ndbnum = 1\n`,
@@ -278,6 +286,16 @@ test('TLS with a client certificate; an unverified server, no client certificate
     assert.match(r.stderr, /query error/, name)
   }
   await pf.waitForMaillog(/warning: redis:\S+redis-tlsUntrusted\.cf: lookup "secure@example\.com" failed: connect to 127\.0\.0\.1:\d+: .*(self-signed|unable to verify)/i)
+})
+
+test('password and ACL user; a wrong password is RETRY and never logged', async () => {
+  assert.equal((await cli(pf, ['update', proxy('authUser'), 'acl-key', 'by pmuser'])).code, 0)
+  assert.deepEqual(await query(pf, 'authDefault', 'acl-key'), {code: 0, stdout: 'by pmuser\n', stderr: ''})
+  const wrong = await query(pf, 'authWrong', 'acl-key')
+  assert.equal(wrong.code, 1)
+  assert.match(wrong.stderr, /query error/)
+  await pf.waitForMaillog(/warning: redis:\S+redis-authWrong\.cf: lookup "acl-key" failed: connect to 127\.0\.0\.1:\d+: WRONGPASS/)
+  assert.doesNotMatch(pf.maillog() + pf.ourStderr(), /not-the-pw|user-pw|default-pw/)
 })
 
 test('tables with the same server setting share one connection', async () => {
