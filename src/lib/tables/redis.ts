@@ -43,6 +43,7 @@ import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {CfParser} from './sql/cf-parser.js'
 import {DomainList, TemplateContext} from './sql/template.js'
 import {pathBytes, strerror} from './source-file.js'
+import {socketErrorText} from './socketmap.js'
 import {OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableLog, TableType} from './table.js'
 
 export const REDIS_DEFAULTS = {
@@ -92,16 +93,8 @@ interface ServerSetting {
   tls?: {ca?: string; cert?: string; key?: string; verify: boolean; servername?: string}
 }
 
-const CONNECT_ERRORS: Record<string, string> = {
-  ECONNREFUSED: 'Connection refused', ENOENT: 'No such file or directory', ETIMEDOUT: 'Connection timed out',
-  EHOSTUNREACH: 'No route to host', ECONNRESET: 'Connection reset by peer', EACCES: 'Permission denied',
-}
-
-function errorText(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException)?.code
-  if (code && CONNECT_ERRORS[code]) return CONNECT_ERRORS[code]
-  return err instanceof Error ? err.message : String(err)
-}
+/** strerror() words for socket errors, as the other network tables log them. */
+const errorText = (err: unknown): string => (err instanceof Error ? socketErrorText(err) : String(err))
 
 /** Numbers the connections of every client, so that a walk can tell it has a new one. */
 let connectionsMade = 0
