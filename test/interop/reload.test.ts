@@ -10,7 +10,7 @@ import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import {after, before, test} from 'node:test'
-import {PostfixInstance, createPostfixInstance, requirePostfix} from '../helpers/postfix.js'
+import {POSTMAP, PostfixInstance, createPostfixInstance, requirePostfix, spawnTracked, waitFor} from '../helpers/postfix.js'
 
 const ANNOUNCEMENT = 'protocol\0proxymap_protocol\0\0'
 let pf: PostfixInstance
@@ -135,5 +135,41 @@ test('SIGHUP: main.cf is read again; approvals change, the process, its sockets,
     held?.close()
     const stopped = await pf.stopOurs()
     assert.deepEqual({code: stopped.code, socketsLeft: stopped.socketsLeft}, {code: 0, socketsLeft: []}, pf.ourStderr())
+  }
+})
+
+/** The sockets a process holds besides its stdio (which Node gives a child as socket pairs). */
+function socketInodes(pid: number): string[] {
+  return fs.readdirSync(`/proc/${pid}/fd`).filter(fd => Number(fd) > 2)
+    .map(fd => { try { return fs.readlinkSync(`/proc/${pid}/fd/${fd}`) } catch { return '' } })
+    .filter(l => l.startsWith('socket:')).sort()
+}
+
+test('a real Postfix client (postmap -q -) keeps its connection across SIGHUP and is answered on it', async () => {
+  await pf.startOurs()
+  const pid = pf.ourPid()!
+  const client = spawnTracked(POSTMAP, ['-c', pf.etc, '-q', '-', `proxy:${first}`], {stdio: ['pipe', 'pipe', 'pipe']})
+  let out = ''
+  client.stdout!.on('data', d => { out += String(d) })
+  const exited = new Promise<number | null>(resolve => client.once('exit', code => resolve(code)))
+  try {
+    // postmap connects to the service with its first request.
+    client.stdin!.write('a\n')
+    const before = await waitFor(() => { const s = socketInodes(client.pid!); return s.length > 0 ? s : undefined }, 10_000, () => 'postmap never connected')
+    await new Promise(resolve => setTimeout(resolve, 300))
+    const logged = pf.ourStderr().length
+    process.kill(pid, 'SIGHUP')
+    await waitFor(() => /reload -- version/.test(pf.ourStderr().slice(logged)), 10_000, () => pf.ourStderr().slice(logged))
+    client.stdin!.write('nosuch\na\n')
+    await new Promise(resolve => setTimeout(resolve, 300))
+    assert.deepEqual(socketInodes(client.pid!), before, 'the same connection, not a new one')
+    client.stdin!.end()
+    assert.equal(await exited, 0)
+    // (postmap's stdout is buffered in a pipe: the answers arrive at its exit.)
+    assert.equal(out, 'a\t1\na\t1\n')
+    assert.equal(pf.ourPid(), pid)
+  } finally {
+    if (client.exitCode === null) client.kill('SIGKILL')
+    await pf.stopOurs()
   }
 })
