@@ -70,7 +70,7 @@ test('the unit passes systemd-analyze verify; a unit whose command is missing do
   assert.match(bad.stderr, /nonexistent\/node/)
 })
 
-test('ExecStart under systemd: READY=1 once the sockets exist, journald lines, STOPPING=1 and exit 0 on SIGTERM', async () => {
+test('ExecStart under systemd: READY=1 once the sockets exist, ExecReload, journald lines, STOPPING=1 and exit 0 on SIGTERM', async () => {
   const notifySocket = path.join(scratch, 'notify')
   const reader = spawnTracked('python3', ['-c', NOTIFY_READER, notifySocket], {stdio: ['ignore', 'pipe', 'inherit']})
   const messages: string[] = []
@@ -110,6 +110,16 @@ test('ExecStart under systemd: READY=1 once the sockets exist, journald lines, S
     assert.match(messages[0], new RegExp(`^READY=1\\nSTATUS=serving .*\\nMAINPID=${server.pid}$`))
     const r = await pf.postmap(['-q', 'alice@example.com', `proxy:${table}`])
     assert.deepEqual([r.code, r.stdout], [0, 'alice-box\n'])
+
+    // systemctl reload: ExecReload as systemd runs it ($MAINPID is the server).
+    const [reloadCommand, ...reloadArgs] = unitCommand(fs.readFileSync(unitPath, 'utf8'), 'ExecReload').map(w => w.replace('$MAINPID', String(server!.pid)))
+    const reloaded = await runCommand(reloadCommand, reloadArgs)
+    assert.equal(reloaded.code, 0, reloaded.stderr)
+    await waitFor(() => messages.filter(m => m.startsWith('READY=1')).length >= 2, 10_000, () => `no READY=1 after the reload: ${JSON.stringify(messages)}`)
+    assert.ok(messages.some(m => m.startsWith('RELOADING=1')), JSON.stringify(messages))
+    assert.equal(server.exitCode, null, 'still running after the reload')
+    const again = await pf.postmap(['-q', 'alice@example.com', `proxy:${table}`])
+    assert.deepEqual([again.code, again.stdout], [0, 'alice-box\n'])
 
     server.kill('SIGTERM')
     assert.equal(await exited, 0)
