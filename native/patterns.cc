@@ -28,6 +28,11 @@
 #include <regex.h>
 #include <locale.h>
 #include <pthread.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cerrno>
 #include <cstring>
 #include <time.h>
 #include <unicode/ucasemap.h>
@@ -113,6 +118,8 @@ struct Warning {
 struct SearchResult {
   int rule = -1;
   int resume = -1;
+  // The search could not be finished (the C library faulted): the lookup is a RETRY.
+  bool failed = false;
   std::vector<int32_t> offsets;
   std::vector<Warning> warnings;
 };
@@ -120,7 +127,65 @@ struct SearchResult {
 struct PosixPattern {
   regex_t re;
   bool backrefs;
+  // Held across IsolatedRegexec()'s fork: no other thread is inside regexec() on this
+  // pattern (holding its internal lock) when the child is made.
+  mutable std::mutex isolation;
 };
+
+// regexec()'s answer when the child running it died.
+constexpr int REGEXEC_CRASHED = -1;
+
+// regexec() for a pattern with back-references, in a child process as Postfix's own
+// process runs it: glibc recurses without bound on some of them and dies of SIGSEGV with
+// its heap locks taken, which no signal handler can undo in a process that goes on. The
+// child shares the compiled pattern (copy-on-write), sends back the answer and the
+// submatches, and exits; a child that dies is REGEXEC_CRASHED. Called only in the search
+// pool's threads (a fork costs a millisecond or two; back-references are rare).
+int IsolatedRegexec(const PosixPattern& p, const std::string& key, size_t nmatch, regmatch_t* pmatch) {
+  std::lock_guard<std::mutex> hold(p.isolation);
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) != 0) return regexec(&p.re, key.c_str(), nmatch, pmatch, 0);
+  pid_t child = fork();
+  if (child < 0) {
+    close(pipefd[0]);
+    close(pipefd[1]);
+    return regexec(&p.re, key.c_str(), nmatch, pmatch, 0);
+  }
+  if (child == 0) {
+    // No handler of the parent's (ours, Node's) in the way: a fault ends the child.
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
+    close(pipefd[0]);
+    int err = regexec(&p.re, key.c_str(), nmatch, pmatch, 0);
+    ssize_t ignored = write(pipefd[1], &err, sizeof(err));
+    if (nmatch > 0) ignored = write(pipefd[1], pmatch, nmatch * sizeof(regmatch_t));
+    (void)ignored;
+    _exit(0);
+  }
+  close(pipefd[1]);
+  int err = REGEXEC_CRASHED;
+  std::vector<char> reply(sizeof(int) + nmatch * sizeof(regmatch_t));
+  size_t got = 0;
+  while (got < reply.size()) {
+    ssize_t n = read(pipefd[0], reply.data() + got, reply.size() - got);
+    if (n > 0) got += static_cast<size_t>(n);
+    else if (n < 0 && errno == EINTR) continue;
+    else break;
+  }
+  close(pipefd[0]);
+  int status = 0;
+  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
+  if (got == reply.size() && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    memcpy(&err, reply.data(), sizeof(int));
+    if (nmatch > 0) memcpy(pmatch, reply.data() + sizeof(int), nmatch * sizeof(regmatch_t));
+  }
+  return err;
+}
+
+// glibc's regexec() recurses without bound on some back-reference patterns and keys, until
+// the stack runs out: real postmap dies of SIGSEGV, and a client of Postfix's proxymap loses
+// its connection and tries again. Ours answers RETRY (IsolatedRegexec ran it in a child).
+constexpr const char* REGEXEC_FAULT_TEXT = "regexec() died on this key (as Postfix's process does, of SIGSEGV)";
 
 std::string pcreErrorText(int code) {
   PCRE2_UCHAR buf[256];
@@ -212,7 +277,13 @@ class PatternProgram : public Napi::ObjectWrap<PatternProgram> {
       }
       // Postfix asks regexec() for the submatches up to the largest $number only.
       size_t nmatch = maxSub > 0 ? static_cast<size_t>(maxSub) + 1 : 0;
-      int err = regexec(&p.re, key.c_str(), nmatch, nmatch ? pmatch.data() : nullptr, 0);
+      regmatch_t* matches = nmatch ? pmatch.data() : nullptr;
+      int err = p.backrefs ? IsolatedRegexec(p, key, nmatch, matches) : regexec(&p.re, key.c_str(), nmatch, matches, 0);
+      if (err == REGEXEC_CRASHED) {
+        out.warnings.push_back({ruleIndex, REGEXEC_FAULT_TEXT});
+        out.failed = true;
+        return -1;
+      }
       if (err == REG_NOMATCH) return !wanted;
       if (err == 0) return wanted;
       char buf[256];
@@ -352,6 +423,7 @@ class PatternProgram : public Napi::ObjectWrap<PatternProgram> {
     }
     result.Set("warnings", warnings);
     if (out.resume >= 0) result.Set("resume", out.resume);
+    if (out.failed) result.Set("failed", true);
     if (withOffsets) {
       Napi::Int32Array offsets = Napi::Int32Array::New(env, out.offsets.size());
       for (size_t i = 0; i < out.offsets.size(); i++) offsets[i] = out.offsets[i];

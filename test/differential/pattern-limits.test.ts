@@ -78,3 +78,37 @@ test('while one client waits for the match limits, the others are answered (ours
   assert.equal(warnings.length, SLOW_RULES, pf.ourStderr())
   assert.match(warnings[0], new RegExp(`/proxymap\\[\\d+\\]: warning: pcre map ${path.join(pf.etc, 'slow.pcre')}, line 1: match limit exceeded$`))
 })
+
+test("a regexp rule on which glibc's regexec() runs out of stack: postmap dies, our server answers RETRY and goes on", async () => {
+  // Real postmap -q dies of SIGSEGV on this rule and key (regexec() recurses without end).
+  const crashing = await pf.createTable('regexp', 'crash.re', '/^ok$/ fine\n/(@[a-c]*|)(\\1+){1,}\\b/ never\n', {build: false})
+  const direct = await pf.postmap(['-q', '-', crashing], {input: '-_\n', timeoutMs: 60_000})
+  assert.ok(direct.signal === 'SIGSEGV' || direct.code === 139, `real postmap survived: ${JSON.stringify(direct)}`)
+
+  await pf.approve({read: [table, crashing], write: []})
+  await pf.startOurs()
+  try {
+    const pid = pf.ourPid()
+    let crashDone = false
+    const crash = pf.postmap(['-q', '-_', `proxy:${crashing}`], {timeoutMs: 60_000}).then(r => { crashDone = true; return r })
+    // Meanwhile (regexec() takes seconds to use up its stack) the same table answers others.
+    let answered = 0
+    for (let i = 0; i < 200 && !crashDone; i++) {
+      const ok = await pf.postmap(['-q', 'ok', `proxy:${crashing}`])
+      assert.deepEqual([ok.code, ok.stdout], [0, 'fine\n'], ok.stderr)
+      if (!crashDone) answered++
+    }
+    const r = await crash
+    assert.equal(r.timedOut, false)
+    assert.notEqual(r.code, 0)
+    assert.equal(r.stdout, '')
+    await pf.waitForOurStderr(/warning: regexp map .*crash\.re, line 2: regexec\(\) died on this key/)
+    assert.equal(pf.ourPid(), pid, 'the server is alive')
+    assert.ok(answered >= 3, `only ${answered} lookups answered while regexec() ran`)
+    const other = await pf.postmap(['-q', 'quick', `proxy:${table}`])
+    assert.deepEqual([other.code, other.stdout], [0, 'quick-answer\n'])
+    assert.doesNotMatch(pf.ourStderr(), /Uncaught|Unhandled|TypeError|RangeError/)
+  } finally {
+    await pf.stopOurs()
+  }
+})

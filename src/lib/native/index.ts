@@ -107,6 +107,8 @@ export interface NativeSearchResult {
   warnings: [number, string][]
   /** search() only: the rule to go on with in searchAsync() (the main thread's share is spent). */
   resume?: number
+  /** The search could not be finished (regexec() faulted; see warnings): answer RETRY. */
+  failed?: true
   /** searchAsync() only: the matching rule's group offsets (start, end; -1 when unset). */
   offsets?: Int32Array
   /** searchAsync() only: how long the search took in its thread, in nanoseconds. */

@@ -7,7 +7,7 @@
 
 import {DICT_FLAG} from '../protocol/constants.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
-import {loadNative, type NativePatternProgram, type PostfixNative} from '../native/index.js'
+import {loadNative, type NativePatternProgram, type NativeSearchResult, type PostfixNative} from '../native/index.js'
 import {isSpaceChar, trimSpace} from '../util/chars.js'
 import {CHARS_COMMA_SP, extractBraced, splitOutsideBraces} from '../util/postfix-strings.js'
 import {cString, FileStamp, fileChanged, filesToBase64, logicalLines, readBinaryFile, stampOf, strerror} from './source-file.js'
@@ -497,6 +497,7 @@ export class ExpressionTable extends PatternTable {
     this.account((performance.now() - started) * 1e6)
     if (typeof found === 'number') return found < 0 ? undefined : this.result(found, key, this.offsets)
     this.warnAll(found.warnings)
+    this.failIfUnfinished(found)
     if (found.resume === undefined) return found.rule < 0 ? undefined : this.result(found.rule, key, this.offsets)
     return this.searchInThread(key, found.resume)
   }
@@ -505,8 +506,14 @@ export class ExpressionTable extends PatternTable {
     return this.program.searchAsync(key, from).then((found) => {
       this.account(found.ns as number)
       this.warnAll(found.warnings)
+      this.failIfUnfinished(found)
       return found.rule < 0 ? undefined : this.result(found.rule, key, found.offsets as Int32Array)
     })
+  }
+
+  /** A search the C library could not finish is no answer: RETRY, as a dead Postfix process gives. */
+  private failIfUnfinished(found: NativeSearchResult): void {
+    if (found.failed) throw new TableError('retry', `${this.type} map ${this.name}: the search could not be finished`)
   }
 
   /** A moving average of what a search costs, over about the last 16. */
