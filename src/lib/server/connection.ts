@@ -84,14 +84,19 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
   let settle: () => void = () => undefined
   const settled = new Promise<void>(resolve => { settle = resolve })
 
-  const close = (): void => {
-    if (closed) return
+  /** Ends the connection's life once: false when it had already ended. */
+  const finish = (): boolean => {
+    if (closed) return false
     closed = true
     settle()
     clearTimeout(stallTimer)
     budget?.release(holder)
     session.close()
-    socket.destroy()
+    return true
+  }
+
+  const close = (): void => {
+    if (finish()) socket.destroy()
   }
 
   // Postfix flushes each reply before it reads the next request, so a client whose later
@@ -99,12 +104,7 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
   // (or after ipc_timeout, for a client that reads nothing).
   let lingerTimer: NodeJS.Timeout | undefined
   const closeAfterReplies = (): void => {
-    if (closed) return
-    closed = true
-    settle()
-    clearTimeout(stallTimer)
-    budget?.release(holder)
-    session.close()
+    if (!finish()) return
     socket.pause()
     socket.end(() => socket.destroy())
     lingerTimer = setTimeout(() => socket.destroy(), options.ipcTimeoutMs)
