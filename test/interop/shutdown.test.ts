@@ -16,7 +16,7 @@ import net from 'node:net'
 import path from 'node:path'
 import {after, before, test} from 'node:test'
 import {
-  PROJECT_BIN, PostfixInstance, RunResult, backdate, createPostfixInstance, processesUnder, requirePostfix, runCommand,
+  NODE_EXECUTABLE, PROJECT_BIN, PostfixInstance, RunResult, backdate, createPostfixInstance, processesRunning, processesUnder, requirePostfix, runCommand,
   spawnTracked, waitFor,
 } from '../helpers/postfix.js'
 import {SOCKETMAP_MAX_REPLY, netstringParser} from '../../src/lib/tables/socketmap.js'
@@ -222,9 +222,8 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 }
 
 /** Our node processes of this instance: master starts daemons in the queue directory. */
-const ourDaemons = (): number[] => processesUnder(pf.spool).filter((pid) => {
-  try { return fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(PROJECT_BIN) } catch { return false }
-})
+/** Our daemons under master: node processes in the queue directory (their titles are Postfix's). */
+const ourDaemons = (): number[] => processesRunning(NODE_EXECUTABLE, pf.spool)
 
 test('under real master(8), postfix stop ends our daemons within 2 s, answering the lookup in flight', async () => {
   const masterCf = path.join(pf.etc, 'master.cf')
