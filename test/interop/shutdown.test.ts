@@ -16,7 +16,7 @@ import net from 'node:net'
 import path from 'node:path'
 import {after, before, test} from 'node:test'
 import {
-  NODE_EXECUTABLE, PROJECT_BIN, PostfixInstance, RunResult, backdate, createPostfixInstance, processesRunning, processesUnder, requirePostfix, runCommand,
+  NODE_EXECUTABLE, PROJECT_BIN, PostfixInstance, RunResult, backdate, createPostfixInstance, processesRunning, requirePostfix, runCommand,
   spawnTracked, waitFor,
 } from '../helpers/postfix.js'
 import {SOCKETMAP_MAX_REPLY, netstringParser} from '../../src/lib/tables/socketmap.js'
