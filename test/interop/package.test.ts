@@ -11,7 +11,8 @@ import {after, before, describe, test} from 'node:test'
 import {PROJECT_ROOT, runCommand} from '../helpers/postfix.js'
 
 const pkg = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as {name: string; man: string[]}
-const COMMANDS = ['check-access', 'completion', 'delete', 'dump', 'install-master', 'query', 'serve', 'update']
+/** Every command of the CLI, as the build's oclif manifest lists them. */
+const COMMANDS = Object.keys((JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'oclif.manifest.json'), 'utf8')) as {commands: Record<string, unknown>}).commands)
 
 describe('the npm package', () => {
   let dir: string
