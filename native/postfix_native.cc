@@ -11,6 +11,7 @@
 //   Cursor: get(first) close()
 //   lmdbOpen(path, readOnly, mapSize) -> LmdbEnv
 //   LmdbEnv: begin(readOnly) setMapSize(size) mapSize() maxKeySize() fd() sync() seek(after)
+//            seekBatch(after, maxEntries, maxBytes)
 //            releaseMap() close()
 //   LmdbTxn: get(key) put(key, value, noOverwrite) del(key) cursorGet(op, key) commit() abort()
 //   flock(fd, op) fcntlLock(fd, type, wait) chroot(path) setsid()
@@ -48,6 +49,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <vector>
 
 namespace {
 
@@ -490,6 +492,7 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
       InstanceMethod("fd", &LmdbEnv::Fd),
       InstanceMethod("sync", &LmdbEnv::Sync),
       InstanceMethod("seek", &LmdbEnv::Seek),
+      InstanceMethod("seekBatch", &LmdbEnv::SeekBatch),
       InstanceMethod("releaseMap", &LmdbEnv::ReleaseMap),
       InstanceMethod("close", &LmdbEnv::CloseMethod),
     });
@@ -686,6 +689,86 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
     pair.Set(1u, CopyOutGuarded(env, v, step));
     CheckUnchanged(env, step);
     return pair;
+  }
+
+  // seekBatch(after, maxEntries, maxBytes): like seek(), but up to maxEntries consecutive
+  // entries from one read-only transaction, packed in one Buffer as [u32 key length][key]
+  // [u32 value length][value]... (lengths little-endian); undefined at the end. It stops early
+  // once maxBytes are packed (always at least one entry). A listing then costs one call,
+  // one transaction and one allocation per batch instead of per entry.
+  Napi::Value SeekBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    MDB_env* e = Live(env);
+    bool first = info[0].IsUndefined();
+    std::string after;
+    if (!first) after = bytesArg(info, 0);
+    uint32_t maxEntries = info[1].As<Napi::Number>().Uint32Value();
+    size_t maxBytes = static_cast<size_t>(info[2].As<Napi::Number>().DoubleValue());
+    if (maxEntries == 0) throw Napi::RangeError::New(env, "maxEntries must be at least 1");
+    // Filled inside the fault guard, which must not allocate: sized beforehand.
+    std::vector<MDB_val> found(2 * static_cast<size_t>(maxEntries));
+    CheckUnchanged(env, "mdb_txn_begin");
+    MDB_txn* txn = nullptr;
+    MDB_cursor* cursor = nullptr;
+    int ret = 0;
+    const char* step = "mdb_txn_begin";
+    size_t count = 0, packed = 0;
+    MDB_val k = valOf(after), v{};
+    MDB_val* slots = found.data();
+    int sig = CatchingFaults([&] {
+      if ((ret = mdb_txn_begin(e, nullptr, MDB_RDONLY, &txn)) != 0) return;
+      step = "mdb_cursor_open";
+      if ((ret = mdb_cursor_open(txn, dbi_, &cursor)) != 0) return;
+      step = "mdb_cursor_get";
+      if (first) {
+        ret = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
+      } else {
+        ret = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+        if (ret == 0 && k.mv_size == after.size() && memcmp(k.mv_data, after.data(), after.size()) == 0)
+          ret = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
+      }
+      while (ret == 0) {
+        slots[2 * count] = k;
+        slots[2 * count + 1] = v;
+        count++;
+        packed += 8 + k.mv_size + v.mv_size;
+        if (count == maxEntries || packed >= maxBytes) break;
+        ret = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
+      }
+    });
+    struct Ending {  // the transaction ends however this returns
+      MDB_txn*& txn;
+      MDB_cursor*& cursor;
+      ~Ending() {
+        if (cursor) mdb_cursor_close(cursor);
+        if (txn) mdb_txn_abort(txn);
+      }
+    } ending{txn, cursor};
+    if (sig != 0) Faulted(env, sig, step);
+    if (ret != 0 && ret != MDB_NOTFOUND) throw mdbError(env, ret, step);
+    if (count == 0) {
+      CheckUnchanged(env, step);
+      return env.Undefined();
+    }
+    for (size_t i = 0; i < 2 * count; i++) {
+      if (!Plausible(slots[i]) || slots[i].mv_size > UINT32_MAX) {
+        stale_ = true;
+        throw mdbError(env, MDB_CORRUPTED, step);
+      }
+    }
+    Napi::Buffer<char> batch = Napi::Buffer<char>::New(env, packed);
+    char* to = batch.Data();
+    sig = CatchingFaults([&] {
+      for (size_t i = 0; i < 2 * count; i++) {
+        uint32_t size = static_cast<uint32_t>(slots[i].mv_size);
+        for (int b = 0; b < 4; b++) to[b] = static_cast<char>((size >> (8 * b)) & 0xff);  // little-endian
+        memcpy(to + 4, slots[i].mv_data, size);
+        to += 4 + size;
+      }
+    });
+    if (sig != 0) Faulted(env, sig, step);
+    CheckUnchanged(env, step);
+    return batch;
   }
 
   // releaseMap(): drop the mapped file pages from this process's resident set

@@ -8,7 +8,7 @@ import {colorEnabled} from '../lib/cli/render.js'
 import {DelayedSpinner} from '../lib/cli/spinner.js'
 import {dialectFlag, stderrTableLog} from '../lib/maintain/command-support.js'
 import type {DialectChoice} from '../lib/client/service-client.js'
-import {dumpEntries} from '../lib/maintain/maintain.js'
+import {dumpBatches} from '../lib/maintain/maintain.js'
 import {DumpRenderer, JsonDump, PlainDump, StreamWriter, TableDump} from '../lib/maintain/output.js'
 
 /** How often (in entries) the progress count is refreshed. */
@@ -21,7 +21,7 @@ export default class Dump extends BaseCommand {
 running proxymap service of the configuration (ours or Postfix's own; Postfix 3.7's
 postmap -s refuses proxy: tables); the table must be listed in proxy_read_maps. Any other
 table is opened directly, read-only. Entries come in the table's own order (lmdb: key
-byte order) and are streamed one by one: memory stays constant whatever the table size.
+byte order) and are streamed a batch at a time: memory stays constant whatever the table size.
 
 Output (--output, -o):
   plain   "key<TAB>value" lines, the bytes as stored, as postmap -s prints them (the
@@ -82,20 +82,22 @@ Exit codes: 0 done (also for an empty table), 2 usage or configuration error,
 
     let count = 0
     let begun = false
-    const entries = dumpEntries({
+    const batches = dumpBatches({
       config, table, fold: true, dialect: flags.dialect as DialectChoice, log: stderrTableLog(),
     })
     progress.start(`opening ${table}`)
     try {
-      for await (const [key, value] of entries) {
+      for await (const batch of batches) {
         if (!begun) {
           begun = true
           progress.text = `reading ${table}`
           await renderer.begin()
         }
-        await renderer.entry(key, value)
-        count++
-        if (count % PROGRESS_EVERY === 0) await progress.update(`${count} entries read from ${table}`)
+        for (const [key, value] of batch) renderer.entry(key, value)
+        const before = count
+        count += batch.length
+        if (Math.floor(count / PROGRESS_EVERY) !== Math.floor(before / PROGRESS_EVERY)) await progress.update(`${count} entries read from ${table}`)
+        await out.flushWhenFull()
         if (out.readerGone) break // `dump | head`: stop quietly (and close the table)
       }
     } catch (err) {

@@ -9,7 +9,7 @@ import {EXIT} from '../cli/exit-codes.js'
 import {DICT_FLAG, Dialect, binary} from '../protocol/index.js'
 import {postmapQueryFlags} from '../query/query.js'
 import {TableRegistry, defaultRegistry} from '../tables/registry.js'
-import {OpenMode, Table, TableLog, UnsupportedOperationError} from '../tables/table.js'
+import {OpenMode, SequenceCursor, SequenceFunction, Table, TableLog, UnsupportedOperationError} from '../tables/table.js'
 import type {InputEntry} from './postmap-input.js'
 
 export interface MaintainOptions {
@@ -172,25 +172,51 @@ export async function deleteKeys(options: MaintainOptions, keys: AsyncIterable<s
   })
 }
 
+/** Entries per step of a listing: big enough that the per-step costs disappear. */
+const DUMP_BATCH = 1024
+
 /**
  * Every entry of the table, as `postmap -s` lists them (through the proxymap service for
- * proxy: tables, which Postfix 3.7's postmap refuses). One entry at a time: constant memory.
- * Keys and values are Postfix byte strings (latin1 "binary" strings).
+ * proxy: tables, which Postfix 3.7's postmap refuses), in batches of at most DUMP_BATCH
+ * entries: constant memory. Keys and values are Postfix byte strings (latin1 "binary"
+ * strings).
  */
-export async function* dumpEntries(options: MaintainOptions): AsyncGenerator<readonly [key: string, value: string]> {
+export async function* dumpBatches(options: MaintainOptions): AsyncGenerator<readonly (readonly [key: string, value: string])[]> {
   const {table, close} = await openTable(options, 'read', postmapSequenceFlags(options.fold))
   try {
     if (!table.sequence) throw new UnsupportedOperationError(table, 'sequence')
     // Our own cursor: a directly opened table may be shared (lmdb environments are).
     const cursor = {}
-    for (let item = await table.sequence('first', cursor); item; item = await table.sequence('next', cursor)) {
-      // postmap -s warns about these and still prints them.
-      if (item[0] === '') options.log.warning(`table ${options.table}: empty lookup key value is not allowed`)
-      else if (item[1] === '') options.log.warning(`table ${options.table}: key ${binary.toText(item[0])}: empty string result is not allowed`)
-      yield item
+    const step = nextBatch(table, cursor)
+    for (let batch = await step('first'); batch.entries.length > 0; batch = batch.last ? {entries: []} : await step('next')) {
+      for (const [key, value] of batch.entries) {
+        // postmap -s warns about these and still prints them.
+        if (key === '') options.log.warning(`table ${options.table}: empty lookup key value is not allowed`)
+        else if (value === '') options.log.warning(`table ${options.table}: key ${binary.toText(key)}: empty string result is not allowed`)
+      }
+      yield batch.entries
     }
   } finally {
     await close()
+  }
+}
+
+interface DumpBatch {
+  entries: readonly (readonly [string, string])[]
+  /** The table said it has no more: it is not asked again (a sequence may start over). */
+  last?: boolean
+}
+
+/** The table's own batches when it has them, else entries gathered one sequence() at a time. */
+function nextBatch(table: Table, cursor: SequenceCursor): (fn: SequenceFunction) => Promise<DumpBatch> {
+  if (table.sequenceBatch) return async fn => ({entries: await table.sequenceBatch!(fn, cursor, DUMP_BATCH)})
+  return async fn => {
+    const entries: (readonly [string, string])[] = []
+    for (let item = await table.sequence!(fn, cursor); ; item = await table.sequence!('next', cursor)) {
+      if (!item) return {entries, last: true}
+      entries.push(item)
+      if (entries.length === DUMP_BATCH) return {entries}
+    }
   }
 }
 

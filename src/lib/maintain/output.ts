@@ -8,10 +8,15 @@ import {binary} from '../protocol/index.js'
 /** Chunks of about this size reach the stream (one write(2) per line would be slow). */
 const CHUNK = 64 * 1024
 
-/** Writes to a stream in chunks, waiting for it to drain; stops when the reader has gone. */
+/**
+ * Writes to a stream in chunks, waiting for it to drain; stops when the reader has gone.
+ * Text is encoded straight into the chunk being filled: no intermediate strings.
+ */
 export class StreamWriter {
-  private parts: string[] = []
-  private size = 0
+  /** Filled chunks not yet handed to the stream. */
+  private full: Buffer[] = []
+  private chunk = Buffer.allocUnsafe(CHUNK)
+  private used = 0
   private failure: NodeJS.ErrnoException | undefined
 
   constructor(private readonly stream: NodeJS.WritableStream, private readonly encoding: 'latin1' | 'utf8') {
@@ -28,18 +33,37 @@ export class StreamWriter {
   }
 
   async write(text: string): Promise<void> {
-    this.parts.push(text)
-    this.size += text.length
-    if (this.size >= CHUNK) await this.flush()
+    this.add(text)
+    await this.flushWhenFull()
+  }
+
+  /** Buffer `text` only; flushWhenFull() or flush() sends it. */
+  add(text: string): void {
+    // The most bytes `text` can take: one per char in latin1, three per UTF-16 unit in UTF-8.
+    const most = this.encoding === 'latin1' ? text.length : 3 * text.length
+    if (this.used + most > this.chunk.length) {
+      if (this.used > 0) this.full.push(this.chunk.subarray(0, this.used))
+      this.chunk = Buffer.allocUnsafe(Math.max(CHUNK, most))
+      this.used = 0
+    }
+    this.used += this.chunk.write(text, this.used, this.encoding)
+  }
+
+  async flushWhenFull(): Promise<void> {
+    if (this.full.length > 0) await this.flush()
   }
 
   async flush(): Promise<void> {
-    if (this.size === 0 && this.parts.length === 0) return
-    const chunk = Buffer.from(this.parts.join(''), this.encoding)
-    this.parts = []
-    this.size = 0
+    if (this.used > 0) {
+      this.full.push(this.chunk.subarray(0, this.used))
+      // The stream may keep the chunk until it is written: the next text goes to a new one.
+      this.chunk = Buffer.allocUnsafe(CHUNK)
+      this.used = 0
+    }
+    const chunks = this.full
+    this.full = []
     if (this.failure) return
-    if (!this.stream.write(chunk)) await drained(this.stream)
+    for (const chunk of chunks) if (!this.stream.write(chunk)) await drained(this.stream)
   }
 }
 
@@ -61,7 +85,8 @@ function drained(stream: NodeJS.WritableStream): Promise<void> {
 export interface DumpRenderer {
   /** Before the first entry (only once the table has been opened successfully). */
   begin(): Promise<void>
-  entry(key: string, value: string): Promise<void>
+  /** Buffered; the caller flushes (StreamWriter.flushWhenFull) between batches. */
+  entry(key: string, value: string): void
   /** After the last entry; `failure` when the listing stopped early. */
   end(count: number, failure?: {message: string; exitCode: number}): Promise<void>
 }
@@ -70,8 +95,8 @@ export interface DumpRenderer {
 export class PlainDump implements DumpRenderer {
   constructor(private readonly out: StreamWriter) {}
   async begin(): Promise<void> {}
-  entry(key: string, value: string): Promise<void> {
-    return this.out.write(`${key}\t${value}\n`)
+  entry(key: string, value: string): void {
+    this.out.add(`${key}\t${value}\n`)
   }
 
   async end(): Promise<void> {
@@ -94,10 +119,9 @@ export class JsonDump implements DumpRenderer {
     return this.out.write(`{"table":${JSON.stringify(this.table)},"entries":[`)
   }
 
-  entry(key: string, value: string): Promise<void> {
-    const text = `${this.first ? '\n' : ',\n'}{"key":${JSON.stringify(binary.toText(key))},"value":${JSON.stringify(binary.toText(value))}}`
+  entry(key: string, value: string): void {
+    this.out.add(`${this.first ? '\n' : ',\n'}{"key":${JSON.stringify(binary.toText(key))},"value":${JSON.stringify(binary.toText(value))}}`)
     this.first = false
-    return this.out.write(text)
   }
 
   async end(count: number, failure?: {message: string; exitCode: number}): Promise<void> {
@@ -115,7 +139,7 @@ export class TableDump implements DumpRenderer {
   constructor(private readonly out: StreamWriter, private readonly maxRows: number, private readonly color: boolean) {}
   async begin(): Promise<void> {}
 
-  async entry(key: string, value: string): Promise<void> {
+  entry(key: string, value: string): void {
     if (this.rows.length < this.maxRows) this.rows.push([binary.toText(key), binary.toText(value)])
   }
 

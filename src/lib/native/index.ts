@@ -91,6 +91,12 @@ export interface NativeLmdbEnv {
    */
   seek(after?: Buffer): [Buffer, Buffer] | undefined
   /**
+   * As seek(), up to `maxEntries` consecutive entries of one read-only transaction (fewer
+   * once `maxBytes` are packed, never none before the end), packed in one Buffer as
+   * [u32 LE key length][key][u32 LE value length][value]...; undefined at the end.
+   */
+  seekBatch(after: Buffer | undefined, maxEntries: number, maxBytes: number): Buffer | undefined
+  /**
    * madvise(MADV_DONTNEED) over the map: its file pages leave the process's resident set
    * (the kernel keeps them cached). Not while a transaction is live: false, nothing done.
    */

@@ -77,6 +77,8 @@ const MAP_SIZE_INCREMENT = 2
 const MAP_SIZE_MAX = Number.MAX_SAFE_INTEGER
 /** Sequence steps between two releases of the mapped pages (see releaseMapEvery). */
 const RELEASE_MAP_STEPS = 4096
+/** Keys and values packed per sequenceBatch() call, at most (one entry always fits). */
+const BATCH_BYTES = 256 * 1024
 /** dict_lmdb's DICT_LMDB_API_RETRY_LIMIT: recoveries per operation (slmdb: count < limit). */
 const API_RETRY_LIMIT = 2
 
@@ -383,12 +385,55 @@ export class LmdbTable implements Table {
   }
 
   /**
+   * sequence() for many steps: one lock, one transaction and one native call per batch of
+   * entries (at most `max`, and about BATCH_BYTES of keys and values), in the same order
+   * and with the same C-string texts.
+   */
+  sequenceBatch(fn: SequenceFunction, cursor: SequenceCursor, max: number): readonly (readonly [string, string])[] | Promise<readonly (readonly [string, string])[]> {
+    const state = ownSequenceState<LmdbSequenceState>(cursor, this)
+    if (fn === 'next' && !state) return []
+    return this.locked('shared', () => {
+      let packed: Buffer | undefined
+      try {
+        packed = this.recovering(() => this.env.seekBatch(fn === 'first' || !state ? undefined : state.last, max, BATCH_BYTES))
+      } catch (err) {
+        this.fail('error seeking', err)
+      }
+      if (!packed) {
+        if (cursor.state === state) cursor.state = undefined
+        return []
+      }
+      const entries: (readonly [string, string])[] = []
+      let lastKey = 0
+      let lastKeyEnd = 0
+      for (let at = 0; at < packed.length;) {
+        const keyStart = at + 4
+        const keyEnd = keyStart + packed.readUInt32LE(at)
+        const valueStart = keyEnd + 4
+        const valueEnd = valueStart + packed.readUInt32LE(keyEnd)
+        entries.push([cStringAt(packed, keyStart, keyEnd), cStringAt(packed, valueStart, valueEnd)])
+        lastKey = keyStart
+        lastKeyEnd = keyEnd
+        at = valueEnd
+      }
+      this.releaseMapAfter(entries.length)
+      cursor.state = {table: this, last: Buffer.from(packed.subarray(lastKey, lastKeyEnd))} satisfies LmdbSequenceState
+      return entries
+    })
+  }
+
+  /**
    * A listing touches every page of the file, and mapped pages count in the resident set
    * of the process (a 1,000,000-entry table would add its whole size): every so many
    * steps, let the kernel take them back from us (they stay cached by the kernel).
    */
   private releaseMapEvery(): void {
-    if (++this.stepsSinceRelease < RELEASE_MAP_STEPS) return
+    this.releaseMapAfter(1)
+  }
+
+  private releaseMapAfter(steps: number): void {
+    this.stepsSinceRelease += steps
+    if (this.stepsSinceRelease < RELEASE_MAP_STEPS) return
     this.stepsSinceRelease = 0
     try {
       this.env.releaseMap()
@@ -468,4 +513,15 @@ export const lmdbType: TableType = {
     if (needUtf8Activation(options.config, options.dictFlags)) activateUtf8(table, options.log)
     return table
   },
+}
+
+/** The bytes from `start` to `end` as Postfix returns them: a C string, up to the first NUL. */
+function cStringAt(packed: Buffer, start: number, end: number): string {
+  const nul = packed.indexOf(0, start)
+  // Buffer's own latin1Slice (what toString('latin1') ends in): a listing makes millions.
+  return (packed as unknown as Latin1Slicing).latin1Slice(start, nul !== -1 && nul < end ? nul : end)
+}
+
+interface Latin1Slicing {
+  latin1Slice(start: number, end: number): string
 }

@@ -65,6 +65,12 @@ export interface Table {
    * clients iterating one shared table do not disturb each other.
    */
   sequence?(fn: SequenceFunction, cursor: SequenceCursor): MaybePromise<readonly [string, string] | undefined>
+  /**
+   * The next steps of a sequence at once (`fn` as for sequence(), then 'next' from the
+   * last entry returned): at most `max` entries, none only at the end. For listings of a
+   * whole table (dump), where a file read and a lock per entry would cost most of the time.
+   */
+  sequenceBatch?(fn: SequenceFunction, cursor: SequenceCursor, max: number): MaybePromise<readonly (readonly [string, string])[]>
   /** True when the file(s) the table was read from changed since it was opened. */
   changed?(): boolean
   /**
