@@ -11,7 +11,7 @@
 //   Cursor: get(first) close()
 //   lmdbOpen(path, readOnly, mapSize) -> LmdbEnv
 //   LmdbEnv: begin(readOnly) setMapSize(size) mapSize() maxKeySize() fd() sync() seek(after)
-//            seekBatch(after, maxEntries, maxBytes)
+//            seekBatch(after, maxEntries, maxBytes) lastTxnId()
 //            releaseMap() close()
 //   LmdbTxn: get(key) put(key, value, noOverwrite) del(key) cursorGet(op, key) commit() abort()
 //   flock(fd, op) fcntlLock(fd, type, wait) chroot(path) setsid()
@@ -493,6 +493,7 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
       InstanceMethod("sync", &LmdbEnv::Sync),
       InstanceMethod("seek", &LmdbEnv::Seek),
       InstanceMethod("seekBatch", &LmdbEnv::SeekBatch),
+      InstanceMethod("lastTxnId", &LmdbEnv::LastTxnId),
       InstanceMethod("releaseMap", &LmdbEnv::ReleaseMap),
       InstanceMethod("close", &LmdbEnv::CloseMethod),
     });
@@ -689,6 +690,18 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
     pair.Set(1u, CopyOutGuarded(env, v, step));
     CheckUnchanged(env, step);
     return pair;
+  }
+
+  // lastTxnId(): the id of the last committed transaction as the file's meta pages say
+  // (any process's commit changes it), or -1 when they cannot be read.
+  Napi::Value LastTxnId(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    MDB_env* e = Live(env);
+    MDB_envinfo ei{};
+    int ret = 0;
+    int sig = CatchingFaults([&] { ret = mdb_env_info(e, &ei); });
+    if (sig != 0 || ret != 0) return Napi::Number::New(env, -1);
+    return Napi::Number::New(env, static_cast<double>(ei.me_last_txnid));
   }
 
   // seekBatch(after, maxEntries, maxBytes): like seek(), but up to maxEntries consecutive

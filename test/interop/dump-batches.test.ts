@@ -1,7 +1,9 @@
 // `proxymap dump` of an lmdb table reads it in batches (LmdbTable.sequenceBatch over the
 // addon's seekBatch): many entries per lock, transaction and native call. The batches must
 // list exactly what postmap -s lists, in its order, across batch boundaries (by count and
-// by size), and a file truncated under a listing must be an error, not a SIGBUS.
+// by size), and a file truncated under a listing must be an error, not a SIGBUS. A single
+// sequence() step reads a few entries ahead (the proxymap service's sequence requests):
+// a change to the table between steps must still be seen at the next step.
 
 import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
@@ -118,3 +120,43 @@ for (const mode of ['read', 'write'] as const) {
     }
   })
 }
+
+test('sequence() reads ahead, yet a step after a change sees it: a delete by real postmap -d, an update through the same instance', async () => {
+  const copy = `${pf.data}/changing`
+  fs.copyFileSync(`${table.slice('lmdb:'.length)}.lmdb`, `${copy}.lmdb`)
+  fs.chownSync(`${copy}.lmdb`, fs.statSync(pf.data).uid, fs.statSync(pf.data).gid)
+  const reader = await openTable(`lmdb:${copy}`)
+  const writer = await openTable(`lmdb:${copy}`, 'write')
+  try {
+    const all = await oneByOne(reader)
+    const keyAt = (i: number): string => all[i]!.split('\t')[0]!
+    const cursor: SequenceCursor = {}
+    const seen: string[] = []
+    const step = async (fn: 'first' | 'next'): Promise<void> => {
+      const e = await reader.sequence!(fn, cursor)
+      assert.ok(e)
+      seen.push(e[0])
+    }
+    await step('first')
+    await step('next')
+    // Both a few steps ahead of the cursor: within what the first step read.
+    const deleted = keyAt(5)
+    const r = await pf.postmap(['-d', deleted, `lmdb:${copy}`])
+    assert.equal(r.code, 0, r.stderr)
+    for (let i = 2; i < 8; i++) await step('next')
+    assert.ok(!seen.includes(deleted), `${deleted} was answered after real postmap -d removed it`)
+    assert.deepEqual(seen, all.slice(0, 9).map(l => l.split('\t')[0]).filter(k => k !== deleted))
+    // An update through the proxywrite-style instance of this process (its own writes do
+    // not make the file "changed" for it): a reader in the same instance sees it.
+    const wcursor: SequenceCursor = {}
+    const first = await writer.sequence!('first', wcursor)
+    assert.ok(first)
+    const inserted = `${first[0]}-inserted`
+    assert.equal(await writer.update!(inserted, 'new value'), true)
+    const next = await writer.sequence!('next', wcursor)
+    assert.deepEqual(next, [inserted, 'new value'])
+  } finally {
+    await reader.close?.()
+    await writer.close?.()
+  }
+})

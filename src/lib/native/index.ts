@@ -96,6 +96,8 @@ export interface NativeLmdbEnv {
    * [u32 LE key length][key][u32 LE value length][value]...; undefined at the end.
    */
   seekBatch(after: Buffer | undefined, maxEntries: number, maxBytes: number): Buffer | undefined
+  /** The last committed transaction's id in the file's meta pages (-1: unreadable). */
+  lastTxnId(): number
   /**
    * madvise(MADV_DONTNEED) over the map: its file pages leave the process's resident set
    * (the kernel keeps them cached). Not while a transaction is live: false, nothing done.

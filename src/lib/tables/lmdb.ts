@@ -39,9 +39,12 @@
 //   after each step and re-seeks the saved key; each of our callers has its own position
 //   (the last key it was given), from which `next` continues with MDB_SET_RANGE (then
 //   MDB_NEXT past that key) in a fresh transaction, so updates in between are seen. Keys
-//   and values are returned as C strings (up to the first NUL), as Postfix does. Every
-//   few thousand steps the mapped pages go back to the kernel (madvise), so that listing
-//   a large table does not grow the process by the size of the file.
+//   and values are returned as C strings (up to the first NUL), as Postfix does. A step
+//   reads a few entries ahead and answers the next steps from them while the file stays
+//   exactly as it was (same size, mtime and last commit id in the meta pages: our own
+//   writes change them too); a listing (sequenceBatch) reads 1,024 entries per lock and
+//   transaction. Every few thousand steps the mapped pages go back to the kernel
+//   (madvise), so that listing a large table does not grow the process by its file's size.
 // - changed(): the file's identity, size or mtime differ from what we last saw (our own
 //   writes update what we saw), or the environment went stale.
 // - files changed in place: a read-only environment whose file's size or mtime moved since
@@ -77,6 +80,9 @@ const MAP_SIZE_INCREMENT = 2
 const MAP_SIZE_MAX = Number.MAX_SAFE_INTEGER
 /** Sequence steps between two releases of the mapped pages (see releaseMapEvery). */
 const RELEASE_MAP_STEPS = 4096
+/** Entries sequence() reads at once, and their bytes at most (one entry always fits). */
+const READ_AHEAD = 64
+const READ_AHEAD_BYTES = 16 * 1024
 /** Keys and values packed per sequenceBatch() call, at most (one entry always fits). */
 const BATCH_BYTES = 256 * 1024
 /** dict_lmdb's DICT_LMDB_API_RETRY_LIMIT: recoveries per operation (slmdb: count < limit). */
@@ -93,6 +99,19 @@ interface LmdbSequenceState {
   table: LmdbTable
   /** The raw key returned last; `next` continues after it. */
   last: Buffer
+  /** Entries read with the last one and not answered yet (sequence()). */
+  ahead?: ReadAhead
+}
+
+/** A seekBatch() result being answered one entry at a time. */
+interface ReadAhead {
+  packed: Buffer
+  /** Where the next entry starts. */
+  at: number
+  /** The open file then. */
+  file: FileStamp | undefined
+  /** Its last commit then (lastTxnId()). */
+  txnId: number
 }
 
 export class LmdbTable implements Table {
@@ -364,24 +383,66 @@ export class LmdbTable implements Table {
     results.forEach((r, i) => (r.ok ? group[i].resolve(r.value) : group[i].reject(r.error)))
   }
 
+  /**
+   * One step. The first step of a run reads a few entries ahead (one lock, transaction and
+   * native call for READ_AHEAD of them); the next steps are answered from those while the
+   * file stays as it was then (same size, mtime and last commit), which is what reading
+   * them again would give. Any change: the next step seeks afresh after the last
+   * key answered, as Postfix does at every step.
+   */
   sequence(fn: SequenceFunction, cursor: SequenceCursor): readonly [string, string] | undefined | Promise<readonly [string, string] | undefined> {
     const state = ownSequenceState<LmdbSequenceState>(cursor, this)
     if (fn === 'next' && !state) return undefined
+    if (fn === 'next' && state!.ahead && this.stillAsRead(state!.ahead)) return this.answerAhead(state!, state!.ahead)
     return this.locked('shared', () => {
-      let entry: [Buffer, Buffer] | undefined
+      let packed: Buffer | undefined
       try {
-        entry = this.recovering(() => this.env.seek(fn === 'first' || !state ? undefined : state.last))
+        packed = this.recovering(() => this.env.seekBatch(fn === 'first' || !state ? undefined : state.last, READ_AHEAD, READ_AHEAD_BYTES))
       } catch (err) {
         this.fail('error seeking', err)
       }
-      this.releaseMapEvery()
-      if (!entry) {
+      if (!packed) {
         if (cursor.state === state) cursor.state = undefined
         return undefined
       }
-      cursor.state = {table: this, last: entry[0]} satisfies LmdbSequenceState
-      return [text(entry[0]), text(entry[1])] as const
+      const fresh: LmdbSequenceState = {table: this, last: packed, ahead: {packed, at: 0, file: this.openFileStamp(), txnId: this.env.lastTxnId()}}
+      cursor.state = fresh
+      return this.answerAhead(fresh, fresh.ahead!)
     })
+  }
+
+  /**
+   * The open file's size and mtime (what the environment reads; a file renamed over it is
+   * not read by this instance anyway).
+   */
+  private openFileStamp(): FileStamp | undefined {
+    try {
+      return stampOf(fstatSync(this.fd, {bigint: true}))
+    } catch {
+      return undefined
+    }
+  }
+
+  private stillAsRead(ahead: ReadAhead): boolean {
+    if (this.closed || !ahead.file) return false
+    const now = this.openFileStamp()
+    // mtime moves in coarse clock ticks; the commit id in the meta pages moves with every commit.
+    return now !== undefined && now.size === ahead.file.size && now.mtimeNs === ahead.file.mtimeNs &&
+      ahead.txnId !== -1 && this.env.lastTxnId() === ahead.txnId
+  }
+
+  /** The entry at `ahead.at`, which becomes the cursor's last key. */
+  private answerAhead(state: LmdbSequenceState, ahead: ReadAhead): readonly [string, string] {
+    const {packed} = ahead
+    const keyStart = ahead.at + 4
+    const keyEnd = keyStart + packed.readUInt32LE(ahead.at)
+    const valueStart = keyEnd + 4
+    const valueEnd = valueStart + packed.readUInt32LE(keyEnd)
+    state.last = packed.subarray(keyStart, keyEnd)
+    ahead.at = valueEnd
+    if (ahead.at >= packed.length) state.ahead = undefined
+    this.releaseMapEvery()
+    return [cStringAt(packed, keyStart, keyEnd), cStringAt(packed, valueStart, valueEnd)] as const
   }
 
   /**
