@@ -7,8 +7,8 @@
 // every listing's line count is checked. Goals (issue 15): direct within 1.5x of postmap -s
 // and at most 100 MB; through the proxy faster than Postfix's proxymap.
 //   npm run bench:dump
-// DUMP_ENTRIES (comma-separated sizes, default 200000,1000000), DUMP_RUNS (default 3),
-// DUMP_PROXY=0 to skip the proxy cells.
+// DUMP_ENTRIES (comma-separated sizes, default 200000,1000000), DUMP_PROXY_ENTRIES (sizes
+// listed through the proxies, default 200000; 0 for none), DUMP_RUNS (default 3).
 
 import {spawn} from 'node:child_process'
 import * as fs from 'node:fs'
@@ -77,9 +77,11 @@ export interface DumpCell {
 }
 
 export interface DumpBenchOptions {
+  /** Table sizes listed directly. */
   sizes: number[]
+  /** Table sizes listed through the proxies (one request per entry: slower). */
+  proxySizes: number[]
   runs: number
-  proxy: boolean
   /** Progress lines. */
   log?: (line: string) => void
 }
@@ -93,11 +95,11 @@ async function side(runs: Listing[], expected: number, label: string): Promise<D
 export async function benchDump(options: DumpBenchOptions): Promise<DumpCell[]> {
   const log = options.log ?? (() => undefined)
   const real = await createPostfixInstance({prefix: 'pm-bench-dump-pf-'})
-  const ours = options.proxy ? await createPostfixInstance({prefix: 'pm-bench-dump-ours-'}) : undefined
+  const ours = options.proxySizes.length > 0 ? await createPostfixInstance({prefix: 'pm-bench-dump-ours-'}) : undefined
   const cells: DumpCell[] = []
   try {
     const tables: [number, string][] = []
-    for (const entries of options.sizes) {
+    for (const entries of [...new Set([...options.sizes, ...options.proxySizes])]) {
       const source = `${real.data}/big-${entries}`
       const out = fs.createWriteStream(source)
       for (let i = 0; i < entries; i++) out.write(`key${i}@example.com\tvalue-${i}-${'x'.repeat(20)}\n`)
@@ -107,7 +109,7 @@ export async function benchDump(options: DumpBenchOptions): Promise<DumpCell[]> 
       log(`postmap lmdb: ${entries} entries in ${Math.round(performance.now() - t0)} ms`)
     }
     const names = tables.map(([, t]) => t)
-    for (const [entries, table] of tables) {
+    for (const [entries, table] of tables.filter(([n]) => options.sizes.includes(n))) {
       const direct: {ours: Listing[]; postfix: Listing[]} = {ours: [], postfix: []}
       for (let r = 0; r < options.runs; r++) {
         const order = r % 2 === 0 ? ['postfix', 'ours'] as const : ['ours', 'postfix'] as const
@@ -126,7 +128,7 @@ export async function benchDump(options: DumpBenchOptions): Promise<DumpCell[]> 
       await real.startPostfix()
       await ours.startOurs()
       try {
-        for (const [entries, table] of tables) {
+        for (const [entries, table] of tables.filter(([n]) => options.proxySizes.includes(n))) {
           const runs: {ours: Listing[]; postfix: Listing[]} = {ours: [], postfix: []}
           for (let r = 0; r < options.runs; r++) {
             const order = r % 2 === 0 ? ['postfix', 'ours'] as const : ['ours', 'postfix'] as const
@@ -179,8 +181,9 @@ export function dumpRows(cells: DumpCell[]): string[][] {
 
 async function main(): Promise<void> {
   const sizes = (process.env.DUMP_ENTRIES ?? '200000,1000000').split(',').map(Number)
+  const proxySizes = (process.env.DUMP_PROXY_ENTRIES ?? '200000').split(',').map(Number).filter(n => n > 0)
   const runs = Number(process.env.DUMP_RUNS ?? 3)
-  const cells = await benchDump({sizes, runs, proxy: process.env.DUMP_PROXY !== '0', log: line => console.log(`# ${line}`)})
+  const cells = await benchDump({sizes, proxySizes, runs, log: line => console.log(`# ${line}`)})
   console.log(`\n# proxymap dump vs Postfix, median of ${runs} alternating runs (ratio: Postfix time / ours, > 1 is faster)`)
   console.log('| workload | Postfix 3.7 | ours | ratio |')
   console.log('|---|---|---|---|')

@@ -26,6 +26,7 @@
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
+import {pathToFileURL} from 'node:url'
 
 import {
   BUILT_SERVE_COMMAND,
@@ -78,12 +79,12 @@ type ServerName = 'postfix' | 'ours'
 // ---------------------------------------------------------------------------- fixtures
 
 /** The keys of a table and the value each must get. */
-interface Fixture {
+export interface Fixture {
   key: (i: number) => string
   value: (i: number) => string
 }
 
-const ADDRESSES: Fixture = {
+export const ADDRESSES: Fixture = {
   key: (i) => `user${String(i).padStart(6, '0')}@example.com`,
   value: (i) => `mailbox-${String(i).padStart(6, '0')}@backend.example.net`,
 }
@@ -102,9 +103,11 @@ function patternTable(): string {
   const rules = Array.from({length: PATTERN_RULES}, (_, r) => `/^Subject: .*cheap${r}(pills|watches)/ REJECT rule ${r}: $1`)
   return [...rules, '/^/ DUNNO', ''].join('\n')
 }
+export const key = ADDRESSES.key
+export const value = ADDRESSES.value
 
 /** Deterministic shuffle (mulberry32), so that runs are comparable. */
-function shuffled(n: number): number[] {
+export function shuffled(n: number): number[] {
   let seed = 1
   const rand = (): number => {
     seed = (seed + 0x6d2b79f5) | 0
@@ -120,19 +123,19 @@ function shuffled(n: number): number[] {
   return a
 }
 
-interface KeyFile {
+export interface KeyFile {
   path: string
   keys: number
   /** Exact size of a correct `postmap -q -` output: "key\tvalue\n" per key. */
   expectedBytes: number
 }
 
-/** Splits LOOKUPS keys over n clients (distinct slices of a shuffled order, wrapping around). */
-function writeKeyFiles(dir: string, fixture: Fixture, order: number[], n: number): KeyFile[] {
+/** Splits `lookups` keys over n clients (distinct slices of a shuffled order, wrapping around). */
+export function writeKeyFiles(dir: string, fixture: Fixture, order: number[], n: number, lookups = LOOKUPS): KeyFile[] {
   const files: KeyFile[] = []
   let next = 0
   for (let c = 0; c < n; c++) {
-    const count = Math.floor(LOOKUPS / n) + (c < LOOKUPS % n ? 1 : 0)
+    const count = Math.floor(lookups / n) + (c < lookups % n ? 1 : 0)
     const lines: string[] = []
     let expectedBytes = 0
     for (let j = 0; j < count; j++) {
@@ -159,7 +162,7 @@ interface ClientResult {
 }
 
 /** One real `postmap -q - proxy:TABLE < keyfile`, counting its output without keeping it. */
-function runClient(inst: PostfixInstance, table: string, file: KeyFile): Promise<ClientResult> {
+export function runClient(inst: PostfixInstance, table: string, file: KeyFile): Promise<ClientResult> {
   const fd = fs.openSync(file.path, 'r')
   return new Promise((resolve, reject) => {
     const child = spawnTracked(POSTMAP, ['-c', inst.etc, '-q', '-', `proxy:${table}`], {
@@ -195,7 +198,7 @@ function runClient(inst: PostfixInstance, table: string, file: KeyFile): Promise
 }
 
 /** n concurrent clients; returns elapsed seconds, or throws when any output is wrong. */
-async function measure(inst: PostfixInstance, table: string, files: KeyFile[]): Promise<number> {
+export async function measure(inst: PostfixInstance, table: string, files: KeyFile[]): Promise<number> {
   const t0 = performance.now()
   const results = await Promise.all(files.map((f) => runClient(inst, table, f)))
   const seconds = (performance.now() - t0) / 1000
@@ -410,10 +413,13 @@ async function main(): Promise<number> {
   return failures > 0 ? 1 : 0
 }
 
-main().then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    console.error(e instanceof Error ? (e.stack ?? e.message) : e)
-    process.exit(2)
-  },
-)
+// Run as a script (npm run bench), not when bench/all.mts imports the measuring functions.
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  main().then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+      console.error(e instanceof Error ? (e.stack ?? e.message) : e)
+      process.exit(2)
+    },
+  )
+}
