@@ -7,7 +7,7 @@
  *   socketmap answering in 100 ms     a socketmap server in this process that answers each
  *                                     request after 100 ms; 20 `postmap -q -` clients, both
  *                                     servers under real master(8); backend connections
- *                                     counted at that server (most at once, and in all)
+ *                                     counted at each server's own backend (most open at once)
  *   proxywrite hash/btree updates     1 and 8 protocol clients for a few seconds
  *                                     (bench/write.ts), our serve against Postfix's master
  *   direct dump of an lmdb table      `proxymap dump` against `postmap -s`, and through our
@@ -157,6 +157,7 @@ class SlowSocketmap {
 }
 
 const socketmapValue = (k: string): string => `answer-for-${k}`
+const socketmapTable = (backend: SlowSocketmap): string => `socketmap:unix:${backend.socketPath}:bench`
 
 /** master.cf's proxymap and proxywrite run our daemon (as test/interop/master.test.ts does). */
 async function useOurDaemons(inst: PostfixInstance): Promise<void> {
@@ -168,7 +169,8 @@ async function useOurDaemons(inst: PostfixInstance): Promise<void> {
   await backdate(file)
 }
 
-async function socketmapCell(real: PostfixInstance, oursMaster: PostfixInstance, backend: SlowSocketmap, table: string): Promise<void> {
+/** Each server has its own backend (and table name), so that each one's connections are counted apart. */
+async function socketmapCell(real: PostfixInstance, oursMaster: PostfixInstance, backends: Record<'postfix' | 'ours', SlowSocketmap>): Promise<void> {
   const dir = fs.mkdtempSync(path.join(real.dir, 'sockmap-keys-'))
   const files: KeyFile[] = []
   let serial = 0
@@ -180,8 +182,9 @@ async function socketmapCell(real: PostfixInstance, oursMaster: PostfixInstance,
   }
   const lookups = SOCKETMAP_CLIENTS * SOCKETMAP_KEYS
   const results = await alternate(['postfix', 'ours'], async who => {
+    const backend = backends[who]
     backend.resetCounts()
-    const seconds = await measure(who === 'ours' ? oursMaster : real, table, files)
+    const seconds = await measure(who === 'ours' ? oursMaster : real, socketmapTable(backend), files)
     return {rate: lookups / seconds, mostAtOnce: backend.mostAtOnce, accepted: backend.accepted}
   })
   const side = (rs: {rate: number; mostAtOnce: number; accepted: number}[]): {rate: number; text: string} => {
@@ -224,10 +227,12 @@ async function main(): Promise<number> {
   const oursMaster = CELLS.includes('socketmap') ? await createPostfixInstance({prefix: 'pm-bench-all-ourmaster-'}) : undefined
   const socketDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pm-bench-sockmap-'))
   fs.chmodSync(socketDir, 0o755)
-  const backend = new SlowSocketmap(path.join(socketDir, 'socketmap'), SOCKETMAP_DELAY_MS)
+  const backends = {
+    postfix: new SlowSocketmap(path.join(socketDir, 'socketmap-postfix'), SOCKETMAP_DELAY_MS),
+    ours: new SlowSocketmap(path.join(socketDir, 'socketmap-ours'), SOCKETMAP_DELAY_MS),
+  }
   try {
     const lmdb = await real.createTable('lmdb', 'bench', Array.from({length: TABLE_SIZE}, (_, i) => `${key(i)}\t${value(i)}\n`).join(''))
-    const socketmap = `socketmap:unix:${backend.socketPath}:bench`
     // Writable tables: one copy per instance, each server writes its own.
     const writable = {real: {} as Record<string, string>, ours: {} as Record<string, string>}
     for (const type of ['hash', 'btree']) {
@@ -236,13 +241,14 @@ async function main(): Promise<number> {
     }
     // Postfix's proxywrite only takes tables its own instance lists; name them the same way
     // in both, so the clients address "the same" table: ours is started with its own list.
-    await real.approve({read: [lmdb, socketmap, ...Object.values(writable.real)], write: Object.values(writable.real)})
-    await ours.approve({read: [lmdb, socketmap, ...Object.values(writable.ours)], write: Object.values(writable.ours)})
+    await real.approve({read: [lmdb, socketmapTable(backends.postfix), ...Object.values(writable.real)], write: Object.values(writable.real)})
+    await ours.approve({read: [lmdb, ...Object.values(writable.ours)], write: Object.values(writable.ours)})
     if (oursMaster) {
-      await oursMaster.approve({read: [socketmap]})
+      await oursMaster.approve({read: [socketmapTable(backends.ours)]})
       await useOurDaemons(oursMaster)
     }
-    await backend.listen()
+    await backends.postfix.listen()
+    await backends.ours.listen()
 
     await real.startPostfix()
     await ours.startOurs()
@@ -255,7 +261,7 @@ async function main(): Promise<number> {
     if (oursMaster) {
       await oursMaster.startPostfix()
       try {
-        await socketmapCell(real, oursMaster, backend, socketmap)
+        await socketmapCell(real, oursMaster, backends)
         const daemons = processesRunning(NODE_EXECUTABLE, oursMaster.spool).length
         if (daemons === 0) console.log('# warning: no daemon of ours found under master after the socketmap cell')
       } finally {
@@ -265,7 +271,7 @@ async function main(): Promise<number> {
     await real.stopPostfix()
     if (CELLS.includes('dump')) await dumpCells()
   } finally {
-    await backend.close().catch(() => undefined)
+    for (const backend of Object.values(backends)) await backend.close().catch(() => undefined)
     fs.rmSync(socketDir, {recursive: true, force: true})
     await oursMaster?.destroy()
     await ours.destroy()
