@@ -6,7 +6,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import type {ChildProcess} from 'node:child_process'
-import {PROJECT_BIN, PROJECT_ROOT, canConnect, spawnTracked, waitFor} from './postfix.js'
+import {PROJECT_BIN, PROJECT_ROOT, canConnect, runCommand, spawnTracked, waitFor} from './postfix.js'
 
 export interface ExampleCheckout {
   /** The directory standing for the checkout: examples/postfix, bin/, path/proxymap. */
@@ -57,4 +57,30 @@ export function exampleCheckout(prefix = 'pm-example-'): ExampleCheckout {
       fs.rmSync(dir, {recursive: true, force: true})
     },
   }
+}
+
+export interface ShellStepResult {
+  /** False when the shell's output fell out of step before this command's status. */
+  finished: boolean
+  status: number
+  stdout: string
+  stderr: string
+}
+
+const SEPARATOR = '\u001e'
+
+/**
+ * Runs `commands` one after the other in one bash in the checkout, as a reader types them
+ * (each sees what the ones before left behind), and gives each its own output and status.
+ */
+export async function runShellSteps(checkout: ExampleCheckout, commands: string[]): Promise<ShellStepResult[]> {
+  const script = commands.map((c, i) => `${c}\nprintf '${SEPARATOR}%d %d${SEPARATOR}' ${i} $?\nprintf '${SEPARATOR}' >&2\n`).join('')
+  const r = await runCommand('bash', ['-c', script], {cwd: checkout.dir, env: checkout.env, timeoutMs: 240_000})
+  if (r.timedOut) throw new Error(`the examples timed out; stdout=${r.stdout} stderr=${r.stderr}`)
+  const outputs = r.stdout.split(SEPARATOR)
+  const errors = r.stderr.split(SEPARATOR)
+  return commands.map((_, i) => {
+    const [index, status] = (outputs[2 * i + 1] ?? '').split(' ').map(Number)
+    return {finished: index === i, status, stdout: outputs[2 * i] ?? '', stderr: errors[i] ?? ''}
+  })
 }

@@ -12,11 +12,10 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import {after, before, describe, test} from 'node:test'
 import {PROJECT_BIN, runCommand} from '../helpers/postfix.js'
-import {exampleCheckout, type ExampleCheckout} from '../helpers/example-server.js'
+import {exampleCheckout, runShellSteps, type ExampleCheckout} from '../helpers/example-server.js'
 
 /** The order the examples build on each other (update creates what delete deletes). */
 const COMMANDS = ['serve', 'query', 'update', 'dump', 'delete', 'check-access', 'install-master', 'install-systemd', 'completion'] as const
-const SEPARATOR = '\u001e'
 
 /** The commands of the EXAMPLES section of a --help text, continuation lines kept as printed. */
 export function helpExamples(help: string): string[] {
@@ -95,18 +94,14 @@ describe('--help examples', () => {
 
   test('every example for the checkout runs as printed, with exit code 0', async () => {
     const steps = COMMANDS.filter(c => c !== 'serve').flatMap(command => examples.get(command)!.filter(e => !realInstallation(e)).map(example => ({command, example})))
-    const script = steps.map((s, i) => `${s.example}\nprintf '${SEPARATOR}%d %d${SEPARATOR}' ${i} $?\nprintf '${SEPARATOR}' >&2\n`).join('')
-    const r = await runCommand('bash', ['-c', script], {cwd: checkout.dir, env: checkout.env, timeoutMs: 240_000})
-    assert.equal(r.timedOut, false, `the examples timed out; stdout=${r.stdout} stderr=${r.stderr}`)
-    const outputs = r.stdout.split(SEPARATOR)
-    const errors = r.stderr.split(SEPARATOR)
+    const results = await runShellSteps(checkout, steps.map(s => s.example))
     const failures: string[] = []
     steps.forEach((step, i) => {
-      const [index, status] = (outputs[2 * i + 1] ?? '').split(' ').map(Number)
+      const {finished, status, stdout, stderr} = results[i]
       const where = `${step.command} --help: ${step.example}`
-      if (index !== i) failures.push(`${where}: did not finish`)
-      else if (status !== 0) failures.push(`${where}: exit ${status}\nstdout: ${outputs[2 * i]}\nstderr: ${errors[i]}`)
-      else if (/(^|\n)proxymap: (?!main\.cf changed|nothing written)/.test(errors[i] ?? '')) failures.push(`${where}: complained\nstderr: ${errors[i]}`)
+      if (!finished) failures.push(`${where}: did not finish`)
+      else if (status !== 0) failures.push(`${where}: exit ${status}\nstdout: ${stdout}\nstderr: ${stderr}`)
+      else if (/(^|\n)proxymap: (?!main\.cf changed|nothing written)/.test(stderr)) failures.push(`${where}: complained\nstderr: ${stderr}`)
     })
     assert.deepEqual(failures, [], failures.join('\n\n'))
     console.log(`# ${steps.length} --help examples run`)

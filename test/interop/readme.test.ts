@@ -10,8 +10,8 @@ import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import {after, before, describe, test} from 'node:test'
-import {PROJECT_ROOT, runCommand} from '../helpers/postfix.js'
-import {exampleCheckout, type ExampleCheckout} from '../helpers/example-server.js'
+import {PROJECT_ROOT} from '../helpers/postfix.js'
+import {exampleCheckout, runShellSteps, type ExampleCheckout} from '../helpers/example-server.js'
 
 export interface ReadmeStep {
   /** 1-based line of the README where the command starts. */
@@ -56,7 +56,6 @@ export function expectedPattern(expected: string[]): RegExp {
   return new RegExp(`^${parts.join('')}$`)
 }
 
-const SEPARATOR = '\u001e'
 
 describe('README examples', () => {
   const readme = fs.readFileSync(path.join(PROJECT_ROOT, 'README.md'), 'utf8')
@@ -92,18 +91,13 @@ describe('README examples', () => {
 
   test('every tested example prints what the README says, with exit code 0', async () => {
     const steps = readmeSteps(readme)
-    // One shell for every step: the separator, step number and exit status after each.
-    const script = steps.map((s, i) => `${s.command}\nprintf '${SEPARATOR}%d %d${SEPARATOR}' ${i} $?\nprintf '${SEPARATOR}' >&2\n`).join('')
-    const r = await runCommand('bash', ['-c', script], {cwd: checkout.dir, env: checkout.env, timeoutMs: 240_000})
-    assert.equal(r.timedOut, false, `the examples timed out; stdout=${r.stdout} stderr=${r.stderr}`)
-    const outputs = r.stdout.split(SEPARATOR)
-    const errors = r.stderr.split(SEPARATOR)
+    const results = await runShellSteps(checkout, steps.map(s => s.command))
+    const errors = results.map(r => r.stderr)
     const failures: string[] = []
     steps.forEach((step, i) => {
-      const stdout = outputs[2 * i] ?? ''
-      const [index, status] = (outputs[2 * i + 1] ?? '').split(' ').map(Number)
+      const {finished, status, stdout} = results[i]
       const where = `README line ${step.line}: ${step.command}`
-      if (index !== i) {
+      if (!finished) {
         failures.push(`${where}: did not finish (shell output out of step)`)
         return
       }
