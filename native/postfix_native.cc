@@ -146,7 +146,28 @@ Napi::Error staleError(Napi::Env env, int sig, const std::string& what) {
 
 class Cursor;
 
-class Db : public Napi::ObjectWrap<Db> {
+// The file behind an open libdb or lmdb handle. After each read of a read-only handle the
+// file must still be the one opened (one fstat() per read), else what was read is discarded
+// and the handle is stale (a read of a file changed before it is caught by the check after
+// it, and its faults by the guard). Read-write handles see their own writes change the
+// file, and rely on the fault guard alone. A stale handle is not read again.
+struct WatchedFile {
+  int fd_ = -1;
+  bool readOnly_ = false;
+  bool stale_ = false;
+  FileVersion version_;
+
+  void CheckUnchanged(Napi::Env env, const char* what) {
+    if (!stale_ && readOnly_ && !version_.Still(fd_)) stale_ = true;
+    ThrowIfStale(env, what);
+  }
+
+  void ThrowIfStale(Napi::Env env, const char* what) {
+    if (stale_) throw staleError(env, 0, what);
+  }
+};
+
+class Db : public Napi::ObjectWrap<Db>, public WatchedFile {
  public:
   static Napi::FunctionReference* constructor;
 
@@ -215,18 +236,6 @@ class Db : public Napi::ObjectWrap<Db> {
   void Adopt(Cursor* c) { cursors_.insert(c); }
   DB* handle() const { return db_; }
 
-  // After each read of a read-only handle: the file is still the one opened, so what was
-  // read is the table's (one fstat() per read; a read of a file changed before it is
-  // discarded by this check after it, and its faults are caught).
-  void CheckUnchanged(Napi::Env env, const char* what) {
-    if (!stale_ && readOnly_ && !version_.Still(fd_)) stale_ = true;
-    ThrowIfStale(env, what);
-  }
-
-  void ThrowIfStale(Napi::Env env, const char* what) {
-    if (stale_) throw staleError(env, 0, what);
-  }
-
   // A fault inside libdb (a mapped page past the end of a truncated file, or garbage):
   // the operation was abandoned halfway, so the handles are closed and never used again.
   [[noreturn]] void Faulted(Napi::Env env, int sig, const char* what) {
@@ -237,12 +246,8 @@ class Db : public Napi::ObjectWrap<Db> {
  private:
   DB_ENV* env_ = nullptr;
   DB* db_ = nullptr;
-  int fd_ = -1;
   bool opened_ = false;  // DB->sync() only after a successful DB->open()
-  bool readOnly_ = false;
-  bool stale_ = false;
   bool abandoned_ = false;
-  FileVersion version_;
   std::set<Cursor*> cursors_;
 
   void Abandon();
@@ -479,7 +484,7 @@ MDB_val valOf(std::string& bytes) {
 
 class LmdbTxn;
 
-class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
+class LmdbEnv : public Napi::ObjectWrap<LmdbEnv>, public WatchedFile {
  public:
   static Napi::FunctionReference* constructor;
 
@@ -558,18 +563,6 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
   void Forget(LmdbTxn* t) { txns_.erase(t); }
   void Adopt(LmdbTxn* t) { txns_.insert(t); }
 
-  // After each read: a stale environment (its file changed, or a read faulted) is not read
-  // again. Read-write environments see their own writes change the file, and rely on the
-  // fault guard alone.
-  void CheckUnchanged(Napi::Env env, const char* what) {
-    if (!stale_ && readOnly_ && !version_.Still(fd_)) stale_ = true;
-    ThrowIfStale(env, what);
-  }
-
-  void ThrowIfStale(Napi::Env env, const char* what) {
-    if (stale_) throw staleError(env, 0, what);
-  }
-
   [[noreturn]] void Faulted(Napi::Env env, int sig, const char* what) {
     stale_ = true;
     throw staleError(env, sig, what);
@@ -597,10 +590,6 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv> {
  private:
   MDB_env* env_ = nullptr;
   MDB_dbi dbi_ = 0;
-  int fd_ = -1;
-  bool readOnly_ = false;
-  bool stale_ = false;
-  FileVersion version_;
   std::set<LmdbTxn*> txns_;
 
   void CloseAll();
