@@ -24,7 +24,7 @@ import {DomainList, TemplateContext} from './sql/template.js'
 import {
   ReplyParser, socketErrorText, STREAM_MAX_CONNECTIONS, StreamClientPool, StreamClosedError, StreamConnectError,
 } from './socketmap.js'
-import {OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableLog, TableType} from './table.js'
+import {OpenOptions, PoolStats, SequenceCursor, SequenceFunction, Table, TableError, TableLog, TableType} from './table.js'
 
 export const MEMCACHE_DEFAULTS = {
   memcache: 'inet:localhost:11211',
@@ -288,6 +288,10 @@ class MemcacheTable implements Table {
   async close(): Promise<void> {
     this.pool.close()
     await this.backup?.close?.()
+  }
+
+  poolStats(): PoolStats {
+    return this.pool.stats()
   }
 }
 

@@ -15,7 +15,7 @@
 import * as net from 'node:net'
 import {DICT_FLAG} from '../protocol/constants.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
-import {OpenOptions, Table, TableError, TableLog, TableType} from './table.js'
+import {ObservablePool, OpenOptions, PoolStats, Table, TableError, TableLog, TableType} from './table.js'
 import {strerror} from './source-file.js'
 
 export const STREAM_MAX_CONNECTIONS = 4
@@ -120,7 +120,7 @@ export function connectOptions(endpoint: string): net.NetConnectOpts {
  * Up to `max` connections to one server; requests beyond that wait in order. Idle
  * connections are closed after `maxIdleMs`, and none is reused after `maxTtlMs`.
  */
-export class StreamClientPool {
+export class StreamClientPool implements ObservablePool {
   private readonly idle: StreamConnection[] = []
   /** Every open or opening socket, busy ones included: close() ends them all. */
   private readonly sockets = new Set<net.Socket>()
@@ -166,6 +166,10 @@ export class StreamClientPool {
       this.busy--
       this.waiting.shift()?.()
     }
+  }
+
+  stats(): PoolStats {
+    return {connections: this.sockets.size, busy: this.busy, queued: this.waiting.length}
   }
 
   private takeIdle(): StreamConnection | undefined {
@@ -380,6 +384,10 @@ class SocketmapTable implements Table {
 
   close(): void {
     this.releasePool()
+  }
+
+  poolStats(): PoolStats {
+    return this.pool.stats()
   }
 
   async lookup(key: string): Promise<string | undefined> {

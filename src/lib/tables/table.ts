@@ -49,6 +49,21 @@ export interface TableLog {
 
 export type SequenceFunction = 'first' | 'next'
 
+/** A backend connection pool's state now, as `proxymap stats` shows it. */
+export interface PoolStats {
+  /** Backend connections open or being opened. */
+  connections: number
+  /** Requests being served by a backend connection now. */
+  busy: number
+  /** Requests waiting for a connection. */
+  queued: number
+}
+
+/** What a backend connection pool implements to be shown by `proxymap stats`, whichever pool it is. */
+export interface ObservablePool {
+  stats(): PoolStats
+}
+
 export interface Table {
   readonly type: string
   readonly name: string
@@ -79,6 +94,8 @@ export interface Table {
    */
   broken?(): boolean
   close?(): MaybePromise<void>
+  /** The backend pool this instance uses (tables with backend connections). */
+  poolStats?(): PoolStats
 }
 
 /** Per-client iteration state; a table keeps what it needs in `state`. */

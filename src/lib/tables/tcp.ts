@@ -7,7 +7,7 @@
 
 import {DICT_FLAG} from '../protocol/constants.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
-import {OpenOptions, Table, TableError, TableLog, TableType} from './table.js'
+import {OpenOptions, PoolStats, Table, TableError, TableLog, TableType} from './table.js'
 import {
   cString, printableUtf8, ReplyParser, SharedStreamPools, socketErrorText, STREAM_MAX_CONNECTIONS, StreamClientPool,
   StreamClosedError, StreamTableLimits,
@@ -64,6 +64,10 @@ class TcpTable implements Table {
 
   close(): void {
     this.releasePool()
+  }
+
+  poolStats(): PoolStats {
+    return this.pool.stats()
   }
 
   async lookup(key: string): Promise<string | undefined> {
