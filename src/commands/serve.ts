@@ -34,6 +34,11 @@ main.cf again (approval lists, parameters) and keeps the sockets, the connection
 the open tables still approved; a main.cf that cannot be read keeps the running
 configuration. A stale socket left by a killed server is replaced.
 
+A running server's counters (requests by type and status, hits and misses, latency,
+open tables, backend pools, connections) are read by "proxymap stats" from
+$queue_directory/private/$proxymap_service_name.stats. Under master(8) there are no statistics (each daemon process is
+separate and short-lived; see proxymap stats --help).
+
 No --json and no --output: what it prints is Postfix's log lines, for the tools that read
 Postfix's logs (under master(8): syslog or maillog_file, as Postfix's proxymap).
 
@@ -78,6 +83,7 @@ what Postfix's daemons exit with.`)
     const server = await startStandalone({config, log, services, rules: approvalRulesFor(choice.version)})
     for (const s of server.sockets)
       log.info(`listening on ${s.path} (${s.kind === 'read' ? 'read-only proxymap' : 'read-write proxywrite'} service)${server.runsAs ? `, running as ${server.runsAs}` : ''}`)
+    log.info(`statistics on ${server.statsSocket} (proxymap stats)`)
     const readyStatus = `serving ${server.sockets.map(s => s.path).join(' ')}`
     manager.ready(readyStatus)
     let inForce = choice

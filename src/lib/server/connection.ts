@@ -16,7 +16,7 @@ import {
 } from '../protocol/index.js'
 import {printable} from '../log/printable.js'
 import type {BudgetHolder, InputBudget} from './input-budget.js'
-import {ClientSession, ProxymapService} from './proxymap-service.js'
+import type {ProxymapService} from './proxymap-service.js'
 
 /** Unread reply bytes at which reading stops until the client catches up. */
 export const OUTPUT_HIGH_WATER = 64 * 1024
@@ -64,7 +64,7 @@ export interface ServedConnection {
 export function serveConnection(socket: net.Socket, service: ProxymapService, options: ConnectionOptions): ServedConnection {
   const {log} = options
   const decoder = new AttrDecoder(options.limits ?? DEFAULT_ATTR_LIMITS)
-  const session = new ClientSession()
+  const session = service.openSession()
   const backlog: AttrList[] = []
   let busy = false
   let closed = false
@@ -153,14 +153,17 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
     const parsed = parseRequest(message)
     switch (parsed.kind) {
       case 'garbage':
+        service.stats.malformedInput++
         log.warning(`malformed request from client: ${printable(parsed.reason)} -- closing the connection`)
         closeAfterReplies()
         return false
       case 'unrecognized':
+        service.stats.unrecognizedRequests++
         log.warning(`unrecognized request: "${printable(parsed.name)}", ignored`)
         send(UNRECOGNIZED_REPLY)
         return true
       case 'bad':
+        service.stats.badRequests++
         log.warning(`malformed ${parsed.request} request from client: ${printable(parsed.reason)}`)
         send(encodeReply(parsed.request, parsed.dialect, {status: PROXY_STAT.BAD}))
         return true
@@ -219,6 +222,7 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
       messages = decoder.push(chunk)
     } catch (err) {
       if (err instanceof AttrFramingError) {
+        service.stats.malformedInput++
         log.warning(`malformed request from client: ${err.message} -- closing the connection`)
         // The requests completed before it are answered first; nothing more is read.
         inputEnded = true

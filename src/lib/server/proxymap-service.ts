@@ -12,6 +12,7 @@ import {stripProxyPrefixes} from '../util/postfix-strings.js'
 import {SequenceCursor, Table, TableError} from '../tables/table.js'
 import {SurrogateTable} from '../tables/surrogate.js'
 import {printable} from '../log/printable.js'
+import {type ConnectionSnapshot, type PoolStats, type RequestCounters, ServiceCounters, type TableSnapshot, LISTED_CONNECTIONS} from './stats.js'
 
 export type ServiceKind = 'read' | 'write'
 
@@ -33,6 +34,14 @@ export class ClientSession {
   readonly cursors = new Map<Table, SequenceCursor>()
   /** Instances this client has a cursor in: kept open until the client goes. */
   private readonly sequencing = new Set<OpenTable>()
+  /** Requests this client has sent that reached the service (for stats). */
+  requests = 0
+  readonly openedAt = Date.now()
+
+  /** `live`: the service's set of open sessions, which it leaves on close(). */
+  constructor(private readonly live?: Set<ClientSession>) {
+    live?.add(this)
+  }
 
   /** @internal */
   holdForSequence(entry: OpenTable): void {
@@ -43,6 +52,7 @@ export class ClientSession {
 
   /** The client is gone: its cursors no longer keep instances open. */
   close(): void {
+    this.live?.delete(this)
     for (const entry of this.sequencing) releaseUse(entry)
     this.sequencing.clear()
     this.cursors.clear()
@@ -71,6 +81,8 @@ interface OpenTable {
   retired: boolean
   /** Its close() has been called (once only). */
   closed?: Promise<void>
+  /** The table name's counters, shared by its instances. */
+  counters: RequestCounters
 }
 
 function closeTable(table: Table): Promise<void> {
@@ -121,6 +133,9 @@ export class ProxymapService {
   private shuttingDown = false
   /** Instances whose close() has not finished, while shutting down. */
   private readonly closing = new Set<string>()
+  /** What this service has answered, for `proxymap stats` and Prometheus. */
+  readonly stats = new ServiceCounters()
+  private readonly sessions = new Set<ClientSession>()
 
   constructor(private readonly options: ProxymapServiceOptions) {
     this.idleReleaseMs = options.idleReleaseMs ?? Infinity
@@ -129,6 +144,33 @@ export class ProxymapService {
   /** How many instances are open (for tests and status). */
   get openInstances(): number {
     return this.open.size
+  }
+
+  /** A new client connection's state; counted among the open connections until it is closed. */
+  openSession(): ClientSession {
+    this.stats.connectionsAccepted++
+    return new ClientSession(this.sessions)
+  }
+
+  /** The open connections, the busiest first (at most LISTED_CONNECTIONS), and how many there are. */
+  connectionStats(now = Date.now()): {open: number; busiest: ConnectionSnapshot[]} {
+    const busiest = [...this.sessions].sort((a, b) => b.requests - a.requests).slice(0, LISTED_CONNECTIONS)
+    return {open: this.sessions.size, busiest: busiest.map(s => ({requests: s.requests, openSeconds: (now - s.openedAt) / 1000}))}
+  }
+
+  /** Per approved table that has been asked something: its counters, open instances and backend pool. */
+  tableStats(): TableSnapshot[] {
+    const instances = new Map<string, {open: number; pool: PoolStats | null}>()
+    for (const entry of this.open.values()) {
+      const seen = instances.get(entry.name) ?? {open: 0, pool: null}
+      seen.open++
+      const pool = entry.table.poolStats?.()
+      if (pool) seen.pool = seen.pool ? {connections: seen.pool.connections + pool.connections, busy: seen.pool.busy + pool.busy, queued: seen.pool.queued + pool.queued} : {...pool}
+      instances.set(entry.name, seen)
+    }
+    return this.stats.tables().map(([table, counters]) => ({
+      table, ...counters.snapshot(), openInstances: instances.get(table)?.open ?? 0, pool: instances.get(table)?.pool ?? null,
+    }))
   }
 
   get kind(): ServiceKind {
@@ -154,6 +196,7 @@ export class ProxymapService {
       this.open.delete(cacheKey)
       this.retire(entry)
     }
+    this.stats.forgetTables(name => policy.isApproved(this.options.kind, name))
     clearInterval(this.idleSweeper)
     this.idleSweeper = undefined
     if (this.open.size > 0) this.sweepWhileOpen()
@@ -256,6 +299,20 @@ export class ProxymapService {
 
   /** Answer one parsed request. Synchronous when the table answers synchronously. */
   handle(req: ProxyRequest, session: ClientSession): Outcome<ProxyReply> {
+    const started = performance.now()
+    session.requests++
+    const reply = this.answer(req, session)
+    if (!isPromise(reply)) {
+      this.stats.all.record(req.request, reply.status, performance.now() - started)
+      return reply
+    }
+    return reply.then(r => {
+      this.stats.all.record(req.request, r.status, performance.now() - started)
+      return r
+    })
+  }
+
+  private answer(req: ProxyRequest, session: ClientSession): Outcome<ProxyReply> {
     const {log, kind} = this.options
     if (this.shuttingDown) return {status: PROXY_STAT.RETRY}
     const now = Date.now()
@@ -274,6 +331,7 @@ export class ProxymapService {
   /** apply(), with the instance marked in use until the outcome is known. */
   private applyInUse(req: ProxyRequest, entry: OpenTable, session: ClientSession): Outcome<ProxyReply> {
     entry.users++
+    const started = performance.now()
     entry.lastUsed = Date.now()
     let outcome: Outcome<ProxyReply>
     try {
@@ -284,9 +342,17 @@ export class ProxymapService {
     }
     if (!isPromise(outcome)) {
       releaseUse(entry)
+      entry.counters.record(req.request, outcome.status, performance.now() - started)
       return outcome
     }
-    return outcome.finally(() => releaseUse(entry))
+    return outcome.then(reply => {
+      releaseUse(entry)
+      entry.counters.record(req.request, reply.status, performance.now() - started)
+      return reply
+    }, err => {
+      releaseUse(entry)
+      throw err
+    })
   }
 
   /** Postfix's proxy_map_find: canonical name, approval, one shared instance per name and instance flags. */
@@ -342,7 +408,7 @@ export class ProxymapService {
         // the instance this one was to replace is in neither map: close it here too
         return Promise.all([closeTable(table), previous && closeEntry(previous)]).then((): ProxyStatus => PROXY_STAT.RETRY)
       }
-      const entry: OpenTable = {table, initialFlags: table.flags, name, openFlags, dialect, users: 0, lastUsed: Date.now(), retired: false}
+      const entry: OpenTable = {table, initialFlags: table.flags, name, openFlags, dialect, users: 0, lastUsed: Date.now(), retired: false, counters: this.stats.table(name)}
       if (previous && !(replacing instanceof SurrogateTable)) {
         // Reopened in place where Postfix keeps one instance for its life: the instance's
         // flags (what lookups taught it, the last request's) carry over, so that clients

@@ -16,6 +16,7 @@ import {MemoryReleaser} from './memory.js'
 import {dropPrivileges} from './privileges.js'
 import {ProxymapService, ServiceKind} from './proxymap-service.js'
 import {ServiceGroup} from './shutdown.js'
+import {createStatsServer, statsSnapshot, statsSocketPath, type ServedService} from './stats-socket.js'
 
 export interface StandaloneOptions {
   config: MainConfig
@@ -28,6 +29,8 @@ export interface StandaloneOptions {
 
 export interface RunningServer {
   sockets: {kind: ServiceKind; path: string}[]
+  /** Where `proxymap stats` reads this server's counters. */
+  statsSocket: string
   /** The account the server runs as after start-up, when it started as root. */
   runsAs?: string
   /** Stop accepting, answer or fail (RETRY) the requests in progress, close every table, remove the sockets. */
@@ -141,6 +144,11 @@ export async function startStandalone(options: StandaloneOptions): Promise<Runni
   const budget = new InputBudget()
   const memory = new MemoryReleaser()
   const createdDirs = new Set<string>()
+  const served: ServedService[] = []
+  const startedAt = Date.now()
+  const snapshot = () => statsSnapshot(served, startedAt)
+  const statsPath = statsSocketPath(config, options.services)
+  let statsListening = false
 
   const closeAll = async (): Promise<void> => {
     memory.stop()
@@ -149,7 +157,20 @@ export async function startStandalone(options: StandaloneOptions): Promise<Runni
     for (const {path: p} of sockets) {
       try { fs.unlinkSync(p) } catch { /* already gone, or the directory is not ours */ }
     }
+    if (statsListening) {
+      try { fs.unlinkSync(statsPath) } catch { /* already gone */ }
+    }
     await stopped
+  }
+
+  const listen = async (server: net.Server, socketPath: string): Promise<void> => {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen({path: socketPath}, () => { server.off('error', reject); resolve() })
+    })
+    servers.push(server)
+    // master(8) makes private sockets 0666; the private/ directory is the access control.
+    fs.chmodSync(socketPath, 0o666)
   }
 
   try {
@@ -158,16 +179,14 @@ export async function startStandalone(options: StandaloneOptions): Promise<Runni
       if (await prepareSocketPath(socketPath)) createdDirs.add(path.dirname(socketPath))
       const policy = approvalPolicy(config, kind, options.rules ?? approvalRulesFor('3.7'), log)
       const server = createServiceServer({kind, config, log, registry, policy, budget, memory}, group)
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject)
-        server.listen({path: socketPath}, () => { server.off('error', reject); resolve() })
-      })
+      await listen(server, socketPath)
       server.on('error', err => log.warning(`${socketPath}: ${err.message}`))
-      servers.push(server)
       sockets.push({kind, path: socketPath})
-      // master(8) makes private sockets 0666; the private/ directory is the access control.
-      fs.chmodSync(socketPath, 0o666)
+      served.push({service: group.services[group.services.length - 1], socket: socketPath})
     }
+    if (await prepareSocketPath(statsPath)) createdDirs.add(path.dirname(statsPath))
+    await listen(createStatsServer(snapshot, log), statsPath)
+    statsListening = true
     const account = dropPrivileges(config.get('mail_owner'), account => {
       // Like Postfix's private/ directory: owned by mail_owner, so that the unprivileged
       // server can still remove its sockets when it stops.
@@ -182,7 +201,7 @@ export async function startStandalone(options: StandaloneOptions): Promise<Runni
         if (wanted !== current) log.warning(`${wanted}: the ${kind === 'read' ? 'proxymap' : 'proxywrite'} service stays on ${current} until it is restarted`)
       }
     }
-    return {sockets, runsAs: account?.name, close: closeAll, stillOpen: () => group.stillOpen(), reload}
+    return {sockets, statsSocket: statsPath, runsAs: account?.name, close: closeAll, stillOpen: () => group.stillOpen(), reload}
   } catch (err) {
     await closeAll()
     throw err

@@ -1,0 +1,210 @@
+// `proxymap stats` (issue 16, item 3): after a known workload, sent by real Postfix clients
+// (postmap -q) and by ours (update, delete) plus raw bad requests, the running serve's
+// stats socket reports exactly that workload. The stats socket is guarded as the services are
+// (Postfix's private/ directory), and input on it harms nothing.
+
+import assert from 'node:assert/strict'
+import * as fs from 'node:fs'
+import * as net from 'node:net'
+import * as path from 'node:path'
+import {after, before, describe, test} from 'node:test'
+import {
+  PROJECT_BIN, PROJECT_ROOT, createPostfixInstance, requirePostfix, runCommand, spawnTracked, waitFor,
+  type PostfixInstance, type RunResult,
+} from '../helpers/postfix.js'
+import {shapeErrors} from '../helpers/json-schema.js'
+import {runOnTerminal} from '../helpers/terminal.js'
+import type {ServiceSnapshot, StatsSnapshot, TableSnapshot} from '../../src/lib/server/stats.js'
+
+function proxymap(args: string[], opts: {input?: string; asPostfix?: boolean} = {}): Promise<RunResult> {
+  const env = {...process.env}
+  delete env.MAIL_CONFIG
+  return runCommand(process.execPath, [PROJECT_BIN, ...args], {cwd: PROJECT_ROOT, env, input: opts.input, asPostfix: opts.asPostfix, timeoutMs: 30_000})
+}
+
+/** One request of our own on a fresh connection, and the reply bytes after the announcement. */
+function rawRequest(socketPath: string, attrs: string[]): Promise<string> {
+  const request = Buffer.from(`${attrs.map(a => `${a}\0`).join('')}\0`, 'latin1')
+  return new Promise((resolve, reject) => {
+    let text = ''
+    const s = net.createConnection({path: socketPath})
+    s.on('data', d => {
+      text += d.toString('latin1')
+      // announcement "protocol\0proxymap_protocol\0\0", then a reply ending in "\0\0"
+      const reply = text.slice('protocol\0proxymap_protocol\0\0'.length)
+      if (reply.endsWith('\0\0')) { s.destroy(); resolve(reply) }
+    })
+    s.on('error', reject)
+    s.write(request)
+  })
+}
+
+const service = (snapshot: StatsSnapshot, name: string): ServiceSnapshot => {
+  const found = snapshot.services.find(s => s.service === name)
+  assert.ok(found, `no service ${name} in ${JSON.stringify(snapshot)}`)
+  return found
+}
+const table = (s: ServiceSnapshot, name: string): TableSnapshot => {
+  const found = s.tables.find(t => t.table === name)
+  assert.ok(found, `no table ${name} in ${s.service}: ${JSON.stringify(s.tables.map(t => t.table))}`)
+  return found
+}
+
+/** Every count of `requests` that is not zero, as "type STATUS". */
+function nonZero(requests: ServiceSnapshot['requests']): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const [type, byStatus] of Object.entries(requests))
+    for (const [status, n] of Object.entries(byStatus)) if (n !== 0) out[`${type} ${status}`] = n
+  return out
+}
+
+describe('proxymap stats', () => {
+  let pf: PostfixInstance
+  let senders: string
+  let virtual: string
+  let denied: string
+  let baseline: StatsSnapshot
+
+  async function stats(): Promise<StatsSnapshot> {
+    const r = await proxymap(['stats', '-c', pf.etc, '--json'])
+    assert.equal(r.code, 0, r.stderr)
+    const doc = JSON.parse(r.stdout) as StatsSnapshot
+    assert.deepEqual(shapeErrors('stats', doc), [], r.stdout)
+    return doc
+  }
+
+  before(async () => {
+    requirePostfix()
+    pf = await createPostfixInstance({prefix: 'pm-stats-'})
+    senders = await pf.createTable('lmdb', `${pf.data}/senders`, 'alice@example.com OK\ncarol@example.com REJECT\n')
+    virtual = await pf.createTable('texthash', 'virtual', 'alice@example.com alice@mailbox.example.com\n', {build: false})
+    denied = await pf.createTable('texthash', 'other', 'x y\n', {build: false})
+    await pf.approve({read: [senders, virtual], write: [senders]})
+    await pf.startOurs()
+    // startOurs() has probed the sockets (connections without requests): counted from here.
+    baseline = await stats()
+
+    // The workload.
+    const lookups = await pf.postmap(['-q', '-', `proxy:${senders}`], {input: 'alice@example.com\ncarol@example.com\nnobody@example.com\nnone@example.com\nalice@example.com\n'})
+    assert.equal(lookups.code, 0, lookups.stderr)
+    const miss = await pf.postmap(['-q', 'nobody@example.com', `proxy:${virtual}`])
+    assert.equal(miss.code, 1, miss.stderr)
+    const deny = await pf.postmap(['-q', 'x', `proxy:${denied}`])
+    assert.notEqual(deny.code, 0)
+    for (const [key, value] of [['dave@example.com', 'OK'], ['erin@example.com', 'OK']]) {
+      const r = await proxymap(['update', '-c', pf.etc, `proxy:${senders}`, key, value])
+      assert.equal(r.code, 0, r.stderr)
+    }
+    const gone = await proxymap(['delete', '-c', pf.etc, `proxy:${senders}`, 'nobody@example.com'])
+    assert.equal(gone.code, 1, gone.stderr)
+    // BAD from the service (a table name without a type) and BAD from the decoder (no key).
+    assert.match(await rawRequest(pf.socketPath('proxymap'), ['request', 'lookup', 'table', 'nocolon', 'flags', '0', 'key', 'k']), /^status\x003\0/)
+    assert.match(await rawRequest(pf.socketPath('proxymap'), ['request', 'lookup', 'table', senders, 'flags', '0']), /^status\x003\0/)
+  })
+
+  after(async () => {
+    await pf?.destroy()
+  })
+
+  test('a fresh server has answered nothing', () => {
+    for (const s of baseline.services) {
+      assert.equal(s.total, 0, s.service)
+      assert.deepEqual(s.tables, [])
+      assert.equal(s.latency.count, 0)
+    }
+    assert.deepEqual(baseline.services.map(s => s.service), ['proxymap', 'proxywrite'])
+  })
+
+  test('--json after the workload: exactly its counts, per service and per table', async () => {
+    const now = await stats()
+    const read = service(now, 'proxymap')
+    // postmap -q: one open per run (three runs), then a lookup per key; the DENY is the open's.
+    assert.deepEqual(nonZero(read.requests), {'open OK': 2, 'open DENY': 1, 'lookup OK': 3, 'lookup NOKEY': 3, 'lookup BAD': 1})
+    assert.equal(read.total, 10)
+    assert.equal(read.hits, 3)
+    assert.equal(read.misses, 3)
+    assert.equal(read.badRequests, 1, 'the lookup without a key, answered BAD by the decoder')
+    assert.equal(read.unrecognizedRequests, 0)
+    assert.equal(read.malformedInput, 0)
+    assert.equal(read.latency.count, read.total)
+    assert.equal(read.latency.counts.reduce((a, b) => a + b, 0), read.total)
+    // 3 postmap runs and 2 raw connections; none is still open.
+    assert.equal(read.connections.accepted - service(baseline, 'proxymap').connections.accepted, 5)
+    assert.equal(read.connections.open, 0)
+    assert.equal(read.openInstances, 2)
+    const readSenders = table(read, senders)
+    assert.deepEqual(nonZero(readSenders.requests), {'open OK': 1, 'lookup OK': 3, 'lookup NOKEY': 2})
+    assert.equal(readSenders.latency.count, 6)
+    assert.equal(readSenders.openInstances, 1)
+    assert.equal(readSenders.pool, null, 'lmdb has no backend pool')
+    assert.deepEqual(nonZero(table(read, virtual).requests), {'open OK': 1, 'lookup NOKEY': 1})
+    assert.ok(!read.tables.some(t => t.table === denied || t.table === 'nocolon'), 'tables not approved are not listed')
+
+    const write = service(now, 'proxywrite')
+    assert.deepEqual(nonZero(write.requests), {'open OK': 3, 'update OK': 2, 'delete NOKEY': 1})
+    assert.deepEqual(nonZero(table(write, senders).requests), {'open OK': 3, 'update OK': 2, 'delete NOKEY': 1})
+    assert.equal(write.connections.accepted - service(baseline, 'proxywrite').connections.accepted, 3)
+  })
+
+  test('the stats socket is beside the service sockets, guarded by private/ as they are', async () => {
+    const socket = path.join(pf.spool, 'private', 'proxymap.stats')
+    const mode = (p: string) => fs.statSync(p).mode & 0o7777
+    assert.ok(fs.statSync(socket).isSocket())
+    assert.equal(mode(socket), mode(pf.socketPath('proxymap')))
+    assert.equal(mode(path.dirname(socket)), 0o700)
+    // mail_owner (postfix) reads it; nobody else can reach private/.
+    const asPostfix = await proxymap(['stats', '-c', pf.etc, '--json'], {asPostfix: true})
+    assert.equal(asPostfix.code, 0, asPostfix.stderr)
+    const nobody = await runCommand('/usr/sbin/runuser', ['-u', 'nobody', '--', process.execPath, PROJECT_BIN, 'stats', '-c', pf.etc], {cwd: '/'})
+    assert.equal(nobody.code, 6, nobody.stderr)
+    assert.match(nobody.stderr, /permission denied/)
+  })
+
+  test('input on the stats socket is discarded: the document still comes, the server stays', async () => {
+    const socket = path.join(pf.spool, 'private', 'proxymap.stats')
+    const text = await new Promise<string>((resolve, reject) => {
+      let got = ''
+      const s = net.createConnection({path: socket})
+      s.on('data', d => { got += d.toString() })
+      s.on('end', () => resolve(got))
+      s.on('error', reject)
+      s.write(Buffer.alloc(1024 * 1024, 'x'))
+      s.end()
+    })
+    assert.equal((JSON.parse(text) as StatsSnapshot).pid, pf.ourPid())
+    assert.equal((await pf.postmap(['-q', 'alice@example.com', `proxy:${senders}`])).stdout, 'OK\n')
+  })
+
+  test('table on a terminal, key=value lines in a pipe', async () => {
+    const onTerminal = await runOnTerminal(['stats', '-c', pf.etc, '--no-color'])
+    assert.equal(onTerminal.code, 0, onTerminal.stdout)
+    assert.match(onTerminal.stdout, /service.*requests.*OK.*NOKEY/)
+    assert.ok(onTerminal.stdout.includes('─') || onTerminal.stdout.includes('┌'), 'a drawn table')
+    const piped = await proxymap(['stats', '-c', pf.etc])
+    assert.equal(piped.code, 0, piped.stderr)
+    assert.match(piped.stdout, /^service=proxywrite requests=6 OK=5 NOKEY=1 RETRY=0 BAD=0 DENY=0 CONFIG=0 hits=0 misses=0 /m)
+    assert.ok(piped.stdout.split('\n').some(l => l.startsWith(`service=proxywrite table=${senders} requests=6 `)))
+  })
+
+  test('--watch prints every second until SIGINT, which exits 0', async () => {
+    const child = spawnTracked(process.execPath, [PROJECT_BIN, 'stats', '-c', pf.etc, '--watch'], {cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe']})
+    let out = ''
+    child.stdout!.on('data', d => { out += d.toString() })
+    const exited = new Promise<number | null>(resolve => child.once('exit', code => resolve(code)))
+    const stamps = () => new Set(out.split('\n').filter(l => l.includes('service=proxymap requests=')).map(l => l.split(' ')[0]))
+    await waitFor(() => stamps().size >= 2, 30_000, () => `two rounds of lines: ${out}`)
+    child.kill('SIGINT')
+    assert.equal(await exited, 0)
+    for (const stamp of stamps()) assert.ok(!Number.isNaN(Date.parse(stamp)), stamp)
+  })
+
+  test('no server: exit 6, naming the socket and what to start', async () => {
+    const idle = fs.mkdtempSync(path.join(pf.dir, 'idle-'))
+    fs.writeFileSync(path.join(idle, 'main.cf'), `queue_directory = ${idle}/spool\n`)
+    const r = await proxymap(['stats', '-c', idle, '--json'])
+    assert.equal(r.code, 6)
+    const doc = JSON.parse(r.stdout) as {error: {message: string; hint: string}}
+    assert.match(doc.error.message, /private\/proxymap\.stats/)
+    assert.match(doc.error.hint, /proxymap serve -c /)
+  })
+})
