@@ -36,7 +36,8 @@ configuration. A stale socket left by a killed server is replaced.
 
 A running server's counters (requests by type and status, hits and misses, latency,
 open tables, backend pools, connections) are read by "proxymap stats" from
-$queue_directory/private/$proxymap_service_name.stats. Under master(8) there are no statistics (each daemon process is
+$queue_directory/private/$proxymap_service_name.stats; --prometheus-listen also serves
+them to Prometheus. Under master(8) there are no statistics (each daemon process is
 separate and short-lived; see proxymap stats --help).
 
 No --json and no --output: what it prints is Postfix's log lines, for the tools that read
@@ -61,6 +62,10 @@ what Postfix's daemons exit with.`)
       multiple: true,
     }),
     'postfix-version': postfixVersionFlag(),
+    'prometheus-listen': Flags.string({
+      summary: 'Serve Prometheus metrics (GET /metrics) on this loopback HOST:PORT, e.g. 127.0.0.1:9154 (default: off).',
+      helpValue: 'HOST:PORT',
+    }),
   }
 
   async run(): Promise<void> {
@@ -80,10 +85,10 @@ what Postfix's daemons exit with.`)
     const manager = serviceManagerFromEnvironment(process.env, text => log.warning(text))
     // master(8) would have cleaned the environment before starting proxymap.
     cleanEnvironment(config)
-    const server = await startStandalone({config, log, services, rules: approvalRulesFor(choice.version)})
+    const server = await startStandalone({config, log, services, rules: approvalRulesFor(choice.version), prometheusListen: flags['prometheus-listen']})
     for (const s of server.sockets)
       log.info(`listening on ${s.path} (${s.kind === 'read' ? 'read-only proxymap' : 'read-write proxywrite'} service)${server.runsAs ? `, running as ${server.runsAs}` : ''}`)
-    log.info(`statistics on ${server.statsSocket} (proxymap stats)`)
+    log.info(`statistics on ${server.statsSocket} (proxymap stats)${server.prometheus ? ` and http://${server.prometheus}/metrics (Prometheus)` : ''}`)
     const readyStatus = `serving ${server.sockets.map(s => s.path).join(' ')}`
     manager.ready(readyStatus)
     let inForce = choice

@@ -27,6 +27,8 @@ connections (open/accepted, the busiest listed in --json).
 
 Under master(8) there are no statistics: each proxymap process there is separate and
 short-lived (max_idle, max_use), so a count would be that of one process.
+"proxymap serve --prometheus-listen 127.0.0.1:9154" exports the same counters to
+Prometheus.
 
 Output (--output, -o):
   table   the services, then the tables (the default on a terminal)

@@ -1,6 +1,8 @@
-// `proxymap stats` (issue 16, item 3): after a known workload, sent by real Postfix clients
-// (postmap -q) and by ours (update, delete) plus raw bad requests, the running serve's
-// stats socket reports exactly that workload. The stats socket is guarded as the services are
+// `proxymap stats` and the Prometheus endpoint (issue 16, item 3): after a known workload,
+// sent by real Postfix clients (postmap -q) and by ours (update, delete) plus raw bad
+// requests, the running serve's stats socket reports exactly that workload, and the
+// Prometheus endpoint, read by the real Prometheus text-format parser (python3's
+// prometheus_client), the same counts. The stats socket is guarded as the services are
 // (Postfix's private/ directory), and input on it harms nothing.
 
 import assert from 'node:assert/strict'
@@ -15,6 +17,20 @@ import {
 import {shapeErrors} from '../helpers/json-schema.js'
 import {runOnTerminal} from '../helpers/terminal.js'
 import type {ServiceSnapshot, StatsSnapshot, TableSnapshot} from '../../src/lib/server/stats.js'
+
+/** Debian's python3 (python3-prometheus-client), not a python3 of someone's PATH. */
+const SYSTEM_PYTHON = '/usr/bin/python3'
+const PARSE_METRICS = `
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+samples = []
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        samples.append({"family": family.name, "type": family.type, "name": s.name, "labels": s.labels, "value": s.value})
+print(json.dumps(samples))
+`
+
+interface Sample {family: string; type: string; name: string; labels: Record<string, string>; value: number}
 
 function proxymap(args: string[], opts: {input?: string; asPostfix?: boolean} = {}): Promise<RunResult> {
   const env = {...process.env}
@@ -63,6 +79,7 @@ describe('proxymap stats', () => {
   let senders: string
   let virtual: string
   let denied: string
+  let metricsUrl: string
   let baseline: StatsSnapshot
 
   async function stats(): Promise<StatsSnapshot> {
@@ -80,7 +97,9 @@ describe('proxymap stats', () => {
     virtual = await pf.createTable('texthash', 'virtual', 'alice@example.com alice@mailbox.example.com\n', {build: false})
     denied = await pf.createTable('texthash', 'other', 'x y\n', {build: false})
     await pf.approve({read: [senders, virtual], write: [senders]})
-    await pf.startOurs()
+    await pf.startOurs(['--prometheus-listen', '127.0.0.1:0'])
+    const m = await pf.waitForOurStderr(/ and (http:\/\/127\.0\.0\.1:\d+\/metrics) \(Prometheus\)/)
+    metricsUrl = m[1]
     // startOurs() has probed the sockets (connections without requests): counted from here.
     baseline = await stats()
 
@@ -144,6 +163,35 @@ describe('proxymap stats', () => {
     assert.deepEqual(nonZero(write.requests), {'open OK': 3, 'update OK': 2, 'delete NOKEY': 1})
     assert.deepEqual(nonZero(table(write, senders).requests), {'open OK': 3, 'update OK': 2, 'delete NOKEY': 1})
     assert.equal(write.connections.accepted - service(baseline, 'proxywrite').connections.accepted, 3)
+  })
+
+  test('the Prometheus endpoint parses with prometheus_client and has the same counts', async () => {
+    const now = await stats()
+    const response = await fetch(metricsUrl)
+    assert.equal(response.status, 200)
+    assert.match(response.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/)
+    const parsed = await runCommand(SYSTEM_PYTHON, ['-c', PARSE_METRICS], {input: await response.text()})
+    assert.equal(parsed.code, 0, parsed.stderr)
+    const samples = JSON.parse(parsed.stdout) as Sample[]
+    const value = (name: string, labels: Record<string, string>): number | undefined =>
+      samples.find(s => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v) && Object.keys(s.labels).length === Object.keys(labels).length)?.value
+    const read = {service: 'proxymap'}
+    assert.equal(value('proxymap_requests_total', {...read, request: 'lookup', status: 'OK'}), 3)
+    assert.equal(value('proxymap_requests_total', {...read, request: 'lookup', status: 'NOKEY'}), 3)
+    assert.equal(value('proxymap_requests_total', {...read, request: 'open', status: 'DENY'}), 1)
+    assert.equal(value('proxymap_requests_total', {service: 'proxywrite', request: 'update', status: 'OK'}), 2)
+    assert.equal(value('proxymap_rejected_requests_total', {...read, reason: 'bad'}), 1)
+    assert.equal(value('proxymap_table_requests_total', {...read, table: senders, request: 'lookup', status: 'OK'}), 3)
+    assert.equal(value('proxymap_table_requests_total', {service: 'proxywrite', table: senders, request: 'delete', status: 'NOKEY'}), 1)
+    assert.equal(value('proxymap_open_instances', read), 2)
+    assert.equal(value('proxymap_connections_accepted_total', read), service(now, 'proxymap').connections.accepted)
+    // The histogram: cumulative buckets ending in +Inf = _count = every request of the service.
+    assert.equal(samples.find(s => s.name === 'proxymap_request_duration_seconds_count' && s.labels.service === 'proxymap')?.type, 'histogram')
+    assert.equal(value('proxymap_request_duration_seconds_count', read), 10)
+    assert.equal(value('proxymap_request_duration_seconds_bucket', {...read, le: '+Inf'}), 10)
+    const buckets = samples.filter(s => s.name === 'proxymap_request_duration_seconds_bucket' && s.labels.service === 'proxymap').map(s => s.value)
+    assert.deepEqual(buckets, [...buckets].sort((a, b) => a - b), 'cumulative')
+    assert.equal((await fetch(new URL('/other', metricsUrl))).status, 404)
   })
 
   test('the stats socket is beside the service sockets, guarded by private/ as they are', async () => {

@@ -17,6 +17,7 @@ import {dropPrivileges} from './privileges.js'
 import {ProxymapService, ServiceKind} from './proxymap-service.js'
 import {ServiceGroup} from './shutdown.js'
 import {createStatsServer, statsSnapshot, statsSocketPath, type ServedService} from './stats-socket.js'
+import type {PrometheusExporter} from './prometheus.js'
 
 export interface StandaloneOptions {
   config: MainConfig
@@ -25,12 +26,16 @@ export interface StandaloneOptions {
   registry?: TableRegistry
   /** The approval rules of the configuration's Postfix release (default: 3.7's). */
   rules?: ApprovalRules
+  /** Serve Prometheus metrics on this loopback HOST:PORT (see prometheus.ts). */
+  prometheusListen?: string
 }
 
 export interface RunningServer {
   sockets: {kind: ServiceKind; path: string}[]
   /** Where `proxymap stats` reads this server's counters. */
   statsSocket: string
+  /** HOST:PORT of the Prometheus endpoint, when there is one. */
+  prometheus?: string
   /** The account the server runs as after start-up, when it started as root. */
   runsAs?: string
   /** Stop accepting, answer or fail (RETRY) the requests in progress, close every table, remove the sockets. */
@@ -149,6 +154,7 @@ export async function startStandalone(options: StandaloneOptions): Promise<Runni
   const snapshot = () => statsSnapshot(served, startedAt)
   const statsPath = statsSocketPath(config, options.services)
   let statsListening = false
+  let prometheus: PrometheusExporter | undefined
 
   const closeAll = async (): Promise<void> => {
     memory.stop()
@@ -160,7 +166,7 @@ export async function startStandalone(options: StandaloneOptions): Promise<Runni
     if (statsListening) {
       try { fs.unlinkSync(statsPath) } catch { /* already gone */ }
     }
-    await stopped
+    await Promise.all([stopped, prometheus?.close()])
   }
 
   const listen = async (server: net.Server, socketPath: string): Promise<void> => {
@@ -187,6 +193,11 @@ export async function startStandalone(options: StandaloneOptions): Promise<Runni
     if (await prepareSocketPath(statsPath)) createdDirs.add(path.dirname(statsPath))
     await listen(createStatsServer(snapshot, log), statsPath)
     statsListening = true
+    if (options.prometheusListen) {
+      // Only now: a server without the endpoint never loads prom-client.
+      const {startPrometheusExporter} = await import('./prometheus.js')
+      prometheus = await startPrometheusExporter(options.prometheusListen, snapshot, log)
+    }
     const account = dropPrivileges(config.get('mail_owner'), account => {
       // Like Postfix's private/ directory: owned by mail_owner, so that the unprivileged
       // server can still remove its sockets when it stops.
@@ -201,7 +212,7 @@ export async function startStandalone(options: StandaloneOptions): Promise<Runni
         if (wanted !== current) log.warning(`${wanted}: the ${kind === 'read' ? 'proxymap' : 'proxywrite'} service stays on ${current} until it is restarted`)
       }
     }
-    return {sockets, statsSocket: statsPath, runsAs: account?.name, close: closeAll, stillOpen: () => group.stillOpen(), reload}
+    return {sockets, statsSocket: statsPath, prometheus: prometheus?.address, runsAs: account?.name, close: closeAll, stillOpen: () => group.stillOpen(), reload}
   } catch (err) {
     await closeAll()
     throw err
