@@ -74,11 +74,55 @@ function nonZero(requests: ServiceSnapshot['requests']): Record<string, number> 
   return out
 }
 
+/**
+ * A socketmap_table(5) peer on loopback TCP that answers "OK value" to every request, each
+ * held back while `holding` is set, so that a test can see the pool busy and queued.
+ */
+class HoldingSocketmapPeer {
+  holding = true
+  private readonly held: (() => void)[] = []
+  private readonly server = net.createServer(socket => {
+    let buffered = Buffer.alloc(0)
+    socket.on('error', () => undefined)
+    socket.on('data', data => {
+      buffered = Buffer.concat([buffered, data])
+      for (let colon = buffered.indexOf(':'); colon >= 0; colon = buffered.indexOf(':')) {
+        const length = Number(buffered.subarray(0, colon).toString('latin1'))
+        if (buffered.length < colon + length + 2) return
+        buffered = buffered.subarray(colon + length + 2)
+        const answer = () => { socket.write('8:OK value,') }
+        if (this.holding) this.held.push(answer)
+        else answer()
+      }
+    })
+  })
+
+  get waiting(): number {
+    return this.held.length
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>(resolve => this.server.listen({host: '127.0.0.1', port: 0}, resolve))
+    return (this.server.address() as net.AddressInfo).port
+  }
+
+  release(): void {
+    this.holding = false
+    for (const answer of this.held.splice(0)) answer()
+  }
+
+  close(): void {
+    this.server.close()
+  }
+}
+
 describe('proxymap stats', () => {
   let pf: PostfixInstance
   let senders: string
   let virtual: string
   let denied: string
+  let socketmap: string
+  const peer = new HoldingSocketmapPeer()
   let metricsUrl: string
   let baseline: StatsSnapshot
 
@@ -96,7 +140,8 @@ describe('proxymap stats', () => {
     senders = await pf.createTable('lmdb', `${pf.data}/senders`, 'alice@example.com OK\ncarol@example.com REJECT\n')
     virtual = await pf.createTable('texthash', 'virtual', 'alice@example.com alice@mailbox.example.com\n', {build: false})
     denied = await pf.createTable('texthash', 'other', 'x y\n', {build: false})
-    await pf.approve({read: [senders, virtual], write: [senders]})
+    socketmap = `socketmap:inet:127.0.0.1:${await peer.listen()}:map`
+    await pf.approve({read: [senders, virtual, socketmap], write: [senders]})
     await pf.startOurs(['--prometheus-listen', '127.0.0.1:0'])
     const m = await pf.waitForOurStderr(/ and (http:\/\/127\.0\.0\.1:\d+\/metrics) \(Prometheus\)/)
     metricsUrl = m[1]
@@ -122,7 +167,9 @@ describe('proxymap stats', () => {
   })
 
   after(async () => {
+    peer.release()
     await pf?.destroy()
+    peer.close()
   })
 
   test('a fresh server has answered nothing', () => {
@@ -254,5 +301,18 @@ describe('proxymap stats', () => {
     const doc = JSON.parse(r.stdout) as {error: {message: string; hint: string}}
     assert.match(doc.error.message, /private\/proxymap\.stats/)
     assert.match(doc.error.hint, /proxymap serve -c /)
+  })
+
+  test('a backend pool: its connections, busy and queued requests, as Table.poolStats() has them', async () => {
+    // Six clients at once against a pool of at most four connections (STREAM_MAX_CONNECTIONS).
+    const clients = Array.from({length: 6}, (_, i) => pf.postmap(['-q', `key${i}`, `proxy:${socketmap}`], {timeoutMs: 60_000}))
+    const pool = async () => table(service(await stats(), 'proxymap'), socketmap).pool
+    await waitFor(async () => peer.waiting === 4 && (await pool())?.queued === 2, 30_000, () => `4 requests held by the peer (${peer.waiting}) and 2 queued`)
+    assert.deepEqual(await pool(), {connections: 4, busy: 4, queued: 2})
+    peer.release()
+    for (const r of await Promise.all(clients)) assert.equal(r.stdout, 'value\n', r.stderr)
+    // The connections stay open for the next lookups (idle until max_idle).
+    assert.deepEqual(await pool(), {connections: 4, busy: 0, queued: 0})
+    assert.deepEqual(nonZero(table(service(await stats(), 'proxymap'), socketmap).requests), {'open OK': 6, 'lookup OK': 6})
   })
 })
