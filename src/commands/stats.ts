@@ -31,7 +31,8 @@ short-lived (max_idle, max_use), so a count would be that of one process.
 Prometheus.
 
 Output (--output, -o):
-  table   the services, then the tables (the default on a terminal)
+  table   per service: a summary, the requests by type and status, then its
+          tables (the default on a terminal)
   plain   key=value lines, one per service and per table (the default in a pipe)
   json    (or --json) the whole snapshot (docs/json-output.md)
 
@@ -73,7 +74,7 @@ socket (or permission denied).`)
       return
     }
     const snapshot = await fetch()
-    if (format === 'table') process.stdout.write(`${renderStatsTables(snapshot, color)}\n`)
+    if (format === 'table') process.stdout.write(`${renderStatsTables(snapshot, color, process.stdout.columns)}\n`)
     else if (format === 'plain') process.stdout.write(`${renderStatsLines(snapshot)}\n`)
     return snapshot
   }

@@ -79,6 +79,8 @@ export interface TableOptions {
   /** Column widths, optional (cli-table3 sizes columns to fit otherwise). */
   colWidths?: number[]
   wordWrap?: boolean
+  /** With wordWrap: break long words (paths) too, not only at spaces. */
+  wrapAnywhere?: boolean
 }
 
 /**
@@ -92,6 +94,7 @@ export function renderTable(rows: string[][], options: TableOptions): string {
     style: options.color ? {head: ['cyan'], border: ['grey']} : {head: [], border: []},
     ...(options.colWidths ? {colWidths: options.colWidths} : {}),
     wordWrap: options.wordWrap ?? false,
+    ...(options.wrapAnywhere ? {wrapOnWordBoundary: false} : {}),
   })
   for (const row of rows) table.push(row)
   return table.toString()

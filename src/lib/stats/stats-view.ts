@@ -1,7 +1,6 @@
 // How `proxymap stats` shows a snapshot: tables for people, key=value lines for programs
 // (and for --watch in a pipe: one set of lines per second, each with its time).
 
-import type {ChalkInstance} from 'chalk'
 import {colorStatus, makeChalk, renderTable} from '../cli/render.js'
 import {
   type CountersSnapshot, type LatencySnapshot, REQUEST_TYPES, STATUS_NAMES, type StatsSnapshot, latencyQuantileBound,
@@ -35,32 +34,41 @@ function failures(counters: CountersSnapshot): number {
   return sums.RETRY + sums.BAD + sums.DENY + sums.CONFIG
 }
 
-function statusCells(c: ChalkInstance, counters: CountersSnapshot): string[] {
-  const sums = byStatus(counters)
-  return STATUS_NAMES.map(status => sums[status] > 0 ? colorStatus(c, status, String(sums[status])) : '0')
-}
+/** Width of the tables table's other columns and its nine borders (see renderStatsTables). */
+const TABLE_COLUMNS_WIDTH = 60
 
-/** The snapshot as two tables: the services, then the tables they have served. */
-export function renderStatsTables(snapshot: StatsSnapshot, color: boolean): string {
+/**
+ * Per service: a summary, the requests by type and status, then its tables, the table
+ * names wrapped to fit `columns` (the terminal's width).
+ */
+export function renderStatsTables(snapshot: StatsSnapshot, color: boolean, columns = 80): string {
   const c = makeChalk(color)
-  const services = snapshot.services.map(s => [
-    s.service, String(s.total), ...statusCells(c, s), String(s.hits), String(s.misses),
-    String(s.badRequests + s.unrecognizedRequests + s.malformedInput), String(s.openInstances),
-    `${s.connections.open}/${s.connections.accepted}`, mean(s.latency), seconds(latencyQuantileBound(s.latency, 0.99)),
-  ])
-  const head = `proxymap serve (pid ${snapshot.pid}), up ${seconds(snapshot.uptimeSeconds)}`
-  const out = [c.bold(head), renderTable(services, {
-    head: ['service', 'requests', ...STATUS_NAMES, 'hits', 'misses', 'rejected', 'tables', 'conns', 'mean', 'p99<='], color,
-  })]
-  const tables = snapshot.services.flatMap(s => s.tables.map(t => [
-    s.service, t.table, String(requestsOf(t, 'lookup')), String(t.hits), String(t.misses),
-    String(requestsOf(t, 'update') + requestsOf(t, 'delete')), String(failures(t)),
-    mean(t.latency), seconds(latencyQuantileBound(t.latency, 0.99)), String(t.openInstances),
-    t.pool ? `${t.pool.connections}/${t.pool.busy}/${t.pool.queued}` : '-',
-  ]))
-  if (tables.length > 0) out.push(renderTable(tables, {
-    head: ['service', 'table', 'lookups', 'hits', 'misses', 'writes', 'errors', 'mean', 'p99<=', 'inst', 'pool c/b/q'], color,
-  }))
+  const out = [c.bold(`proxymap serve (pid ${snapshot.pid}), up ${seconds(snapshot.uptimeSeconds)}`)]
+  for (const s of snapshot.services) {
+    const rejected = s.badRequests + s.unrecognizedRequests + s.malformedInput
+    out.push('',
+      `${c.bold(s.service)}: ${s.total} requests, ${s.hits} hits, ${s.misses} misses, ${rejected} rejected before a table`,
+      `  ${s.openInstances} tables open; connections: ${s.connections.open} open, ${s.connections.accepted} accepted`,
+      `  latency: mean ${mean(s.latency)}, p99 <= ${seconds(latencyQuantileBound(s.latency, 0.99))}`)
+    const rows = REQUEST_TYPES.map(type => [type,
+      ...STATUS_NAMES.map(status => {
+        const n = s.requests[type][status]
+        return n > 0 ? colorStatus(c, status, String(n)) : '0'
+      }),
+      String(requestsOf(s, type))])
+    out.push(renderTable(rows, {head: ['request', ...STATUS_NAMES, 'total'], color}))
+    if (s.tables.length === 0) continue
+    const tables = s.tables.map(t => [
+      t.table, String(t.total), String(t.hits), String(t.misses), String(failures(t)),
+      seconds(latencyQuantileBound(t.latency, 0.99)), String(t.openInstances),
+      t.pool ? `${t.pool.connections}/${t.pool.busy}/${t.pool.queued}` : '-',
+    ])
+    out.push(renderTable(tables, {
+      head: ['table', 'reqs', 'hits', 'misses', 'errors', 'p99<=', 'open', 'pool'], color,
+      colWidths: [Math.max(20, columns - TABLE_COLUMNS_WIDTH), 6, 6, 8, 8, 8, 6, 9], wordWrap: true, wrapAnywhere: true,
+    }))
+    if (s.tables.some(t => t.pool)) out.push('  pool: backend connections/busy/queued')
+  }
   return out.join('\n')
 }
 

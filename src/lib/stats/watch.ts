@@ -14,7 +14,7 @@ const REDRAW = '\x1b[H\x1b[2J'
 export interface WatchOptions {
   format: OutputFormat
   color: boolean
-  stdout: {isTTY?: boolean; write(text: string): unknown}
+  stdout: {isTTY?: boolean; columns?: number; write(text: string): unknown}
 }
 
 /** Resolves when SIGINT arrives; rejects with fetch's error when the server stops answering. */
@@ -22,7 +22,7 @@ export function watchStats(fetch: () => Promise<StatsSnapshot>, options: WatchOp
   const {stdout} = options
   const draw = (snapshot: StatsSnapshot): void => {
     if (options.format === 'json') stdout.write(`${JSON.stringify(snapshot)}\n`)
-    else if (options.format === 'table' && stdout.isTTY) stdout.write(`${REDRAW}${renderStatsTables(snapshot, options.color)}\n`)
+    else if (options.format === 'table' && stdout.isTTY) stdout.write(`${REDRAW}${renderStatsTables(snapshot, options.color, stdout.columns)}\n`)
     else if (options.format === 'table') stdout.write(`${renderStatsTables(snapshot, options.color)}\n\n`)
     else stdout.write(`${renderStatsLines(snapshot, `${new Date().toISOString()} `)}\n`)
   }
