@@ -12,8 +12,9 @@
 // Keys that are empty, fall outside `domain`, expand to nothing, or contain ASCII
 // whitespace are skipped (lookup/delete: not found; update: a warning and "not stored").
 // The client speaks memcached's text protocol (get/set/delete) over connections of the
-// shared stream pool (socketmap.ts; at most STREAM_MAX_CONNECTIONS per table, one request
-// at a time each). An I/O error or an unexpected reply is tried again up to max_try times,
+// stream pool of socketmap.ts (opened on demand up to proxymap_backend_connection_limit per
+// table, one request at a time each; identical lookups in flight at once are one lookup,
+// and an update or delete is never joined with one: backend-pool.ts). An I/O error or an unexpected reply is tried again up to max_try times,
 // retry_pause seconds apart; a server that cannot be reached is a RETRY at once. Without a
 // backup a memcache error is a RETRY; with one, the backup's answer stands (as in Postfix).
 
@@ -22,8 +23,9 @@ import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {CfParser} from './sql/cf-parser.js'
 import {DomainList, TemplateContext} from './sql/template.js'
 import {
-  ReplyParser, socketErrorText, STREAM_MAX_CONNECTIONS, StreamClientPool, StreamClosedError, StreamConnectError,
+  ReplyParser, socketErrorText, StreamClientPool, StreamClosedError, StreamConnectError,
 } from './socketmap.js'
+import {backendConnectionLimit, InFlightLookups} from './backend-pool.js'
 import {OpenOptions, PoolStats, SequenceCursor, SequenceFunction, Table, TableError, TableLog, TableType} from './table.js'
 
 export const MEMCACHE_DEFAULTS = {
@@ -104,6 +106,7 @@ interface MemcacheSettings {
 class MemcacheTable implements Table {
   readonly type = 'memcache'
   flags: number
+  private readonly inFlight = new InFlightLookups<string | undefined>()
 
   constructor(
     readonly name: string,
@@ -204,7 +207,9 @@ class MemcacheTable implements Table {
   }
 
   lookup(name: string): Promise<string | undefined> {
-    return this.lookupFolded(name, this.fold(name))
+    const folded = this.fold(name)
+    // the backup table gets the name as given, and folds it by its own flags
+    return this.inFlight.run(`${folded}\0${name}`, () => this.lookupFolded(name, folded))
   }
 
   private async lookupFolded(name: string, folded: string): Promise<string | undefined> {
@@ -235,6 +240,7 @@ class MemcacheTable implements Table {
   }
 
   update?(name: string, value: string): Promise<boolean> {
+    this.inFlight.forgetAll()
     return this.updateFolded(name, this.fold(name), value)
   }
 
@@ -258,6 +264,7 @@ class MemcacheTable implements Table {
   }
 
   delete?(name: string): Promise<boolean> {
+    this.inFlight.forgetAll()
     return this.deleteFolded(name, this.fold(name))
   }
 
@@ -296,12 +303,11 @@ class MemcacheTable implements Table {
 }
 
 export interface MemcacheLimits {
-  /** Connections per table (Postfix: one). */
+  /** Connections per table (Postfix: one per process); else main.cf proxymap_backend_connection_limit. */
   maxConnections: number
 }
 
 export function memcacheTypeWith(limits: Partial<MemcacheLimits> = {}): TableType {
-  const max = limits.maxConnections ?? STREAM_MAX_CONNECTIONS
   return {
     type: 'memcache',
     async open(name: string, options: OpenOptions): Promise<Table> {
@@ -329,6 +335,7 @@ export function memcacheTypeWith(limits: Partial<MemcacheLimits> = {}): TableTyp
         const domain = parser.getStr('domain', '')
         if (domain.length > 0) context.domain = await DomainList.create(name, domain, options)
         const timeoutMs = timeout > 0 ? timeout * 1000 : 2_147_483_647
+        const max = limits.maxConnections ?? backendConnectionLimit(options.config, options.log)
         const pool = new StreamClientPool(endpoint, {max, maxIdleMs: 100_000, maxTtlMs: 1_000_000, timeoutMs})
         const table = new MemcacheTable(name, options.dictFlags, settings, context, pool, backup, options.log, options.mode === 'write')
         return needUtf8Activation(options.config, options.dictFlags) ? activateUtf8(table, options.log) : table

@@ -4,11 +4,12 @@
 // unknown replies are RETRY, PERM a config error). Keys are lowercased when FOLD_MUL is set.
 //
 // Connections: Postfix keeps one connection per server (closed after 10 s idle or 100 s of
-// life) and sends one request at a time. So that one slow answer does not hold up other
-// lookups, we keep up to STREAM_MAX_CONNECTIONS (4) connections per server, shared by every
-// table that names it; further requests wait for a free connection. A request that takes
-// longer than the time limit (Postfix: 100 s; `socketmapTypeWith({timeoutMs})`) is a RETRY
-// and its connection is dropped. A server that hangs up before it answers gets the request
+// life) in each proxymap process, and sends one request at a time on it. We do the same per
+// connection, and open connections on demand up to proxymap_backend_connection_limit per
+// server (backend-pool.ts), shared by every table that names it; further requests wait in
+// order; identical lookups of one table in flight at once are one request. A request that
+// takes longer than the time limit (Postfix: 100 s; `socketmapTypeWith({timeoutMs})`) is a
+// RETRY and its connection is dropped. A server that hangs up before it answers gets the request
 // once more on a new connection, as Postfix does. Replies are C strings to Postfix: a NUL
 // byte ends them.
 
@@ -17,8 +18,8 @@ import {DICT_FLAG} from '../protocol/constants.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {ObservablePool, OpenOptions, PoolStats, Table, TableError, TableLog, TableType} from './table.js'
 import {strerror} from './source-file.js'
+import {backendConnectionLimit, FairSlots, IdleConnections, InFlightLookups} from './backend-pool.js'
 
-export const STREAM_MAX_CONNECTIONS = 4
 export const SOCKETMAP_TIMEOUT_MS = 100_000
 export const SOCKETMAP_MAX_REPLY = 100_000
 export const SOCKETMAP_MAX_IDLE_MS = 10_000
@@ -117,16 +118,15 @@ export function connectOptions(endpoint: string): net.NetConnectOpts {
 }
 
 /**
- * Up to `max` connections to one server; requests beyond that wait in order. Idle
- * connections are closed after `maxIdleMs`, and none is reused after `maxTtlMs`.
+ * Connections to one server, opened on demand up to `max` (backend-pool.ts); requests
+ * beyond that wait in order. Idle connections are closed after `maxIdleMs`, and none is
+ * reused after `maxTtlMs`.
  */
 export class StreamClientPool implements ObservablePool {
-  private readonly idle: StreamConnection[] = []
+  private readonly idle: IdleConnections<StreamConnection>
+  private readonly slots: FairSlots
   /** Every open or opening socket, busy ones included: close() ends them all. */
   private readonly sockets = new Set<net.Socket>()
-  private busy = 0
-  private readonly waiting: (() => void)[] = []
-  private idleTimer?: NodeJS.Timeout
   private closed = false
   /** Pauses between tries (pause()), cut short by close(). */
   private readonly pauses = new Set<() => void>()
@@ -134,7 +134,10 @@ export class StreamClientPool implements ObservablePool {
   constructor(
     readonly endpoint: string,
     private readonly limits: {max: number; maxIdleMs: number; maxTtlMs: number; timeoutMs: number},
-  ) {}
+  ) {
+    this.slots = new FairSlots(limits.max)
+    this.idle = new IdleConnections({idleMs: limits.maxIdleMs, ttlMs: limits.maxTtlMs}, (c) => c.usable, (c) => c.close())
+  }
 
   /**
    * Send one request and parse its reply. `retryEof` says when a server that hangs up
@@ -143,16 +146,20 @@ export class StreamClientPool implements ObservablePool {
    * peer receives the request twice), 'never' when the caller counts its own tries.
    */
   async request<T>(data: Buffer, parse: ReplyParser<T>, retryEof: 'stale' | 'always' | 'never' = 'stale'): Promise<T> {
-    while (this.busy >= this.limits.max && !this.closed) await new Promise<void>((r) => this.waiting.push(r))
-    this.busy++
+    try {
+      await this.slots.acquire()
+    } catch {
+      throw new StreamClosedError(this.endpoint)
+    }
     try {
       for (let attempt = 0; ; attempt++) {
         if (this.closed) throw new StreamClosedError(this.endpoint)
-        const reused = this.takeIdle()
+        const reused = this.idle.take()
         const conn = reused ?? await this.connect()
         try {
           const value = await conn.request(data, parse, this.limits.timeoutMs)
-          this.putIdle(conn)
+          if (conn.usable && !this.closed) this.idle.put(conn)
+          else conn.close()
           return value
         } catch (err) {
           conn.close()
@@ -163,47 +170,12 @@ export class StreamClientPool implements ObservablePool {
         }
       }
     } finally {
-      this.busy--
-      this.waiting.shift()?.()
+      this.slots.release()
     }
   }
 
   stats(): PoolStats {
-    return {connections: this.sockets.size, busy: this.busy, queued: this.waiting.length}
-  }
-
-  private takeIdle(): StreamConnection | undefined {
-    const now = Date.now()
-    for (let c = this.idle.pop(); c; c = this.idle.pop()) {
-      if (c.usable && now - c.lastUsed < this.limits.maxIdleMs && now - c.born < this.limits.maxTtlMs) return c
-      c.close()
-    }
-    return undefined
-  }
-
-  private putIdle(conn: StreamConnection): void {
-    if (!conn.usable || this.closed) {
-      conn.close()
-      return
-    }
-    this.idle.push(conn)
-    if (!this.idleTimer) {
-      this.idleTimer = setInterval(() => {
-        const now = Date.now()
-        for (let i = this.idle.length - 1; i >= 0; i--) {
-          const c = this.idle[i]
-          if (!c.usable || now - c.lastUsed >= this.limits.maxIdleMs || now - c.born >= this.limits.maxTtlMs) {
-            c.close()
-            this.idle.splice(i, 1)
-          }
-        }
-        if (this.idle.length === 0) {
-          clearInterval(this.idleTimer)
-          this.idleTimer = undefined
-        }
-      }, Math.max(100, Math.min(this.limits.maxIdleMs, 1000)))
-      this.idleTimer.unref()
-    }
+    return {connections: this.sockets.size, busy: this.slots.inUse, queued: this.slots.waiting}
   }
 
   private connect(): Promise<StreamConnection> {
@@ -247,11 +219,9 @@ export class StreamClientPool implements ObservablePool {
    */
   close(): void {
     this.closed = true
-    for (const c of this.idle.splice(0)) c.close()
+    this.idle.close()
     for (const socket of this.sockets) socket.destroy()
-    if (this.idleTimer) clearInterval(this.idleTimer)
-    this.idleTimer = undefined
-    for (const wake of this.waiting.splice(0)) wake()
+    this.slots.close()
     for (const done of [...this.pauses]) done()
   }
 }
@@ -375,6 +345,7 @@ const pools = new SharedStreamPools()
 class SocketmapTable implements Table {
   readonly type = 'socketmap'
   flags: number
+  private readonly inFlight = new InFlightLookups<string | undefined>()
 
   constructor(readonly name: string, dictFlags: number, private readonly pool: StreamClientPool,
     private readonly mapName: string, private readonly log: TableLog, private readonly maxReply: number,
@@ -390,8 +361,12 @@ class SocketmapTable implements Table {
     return this.pool.stats()
   }
 
-  async lookup(key: string): Promise<string | undefined> {
+  lookup(key: string): Promise<string | undefined> {
     const k = this.flags & DICT_FLAG.FOLD_MUL ? lowercaseAscii(key) : key
+    return this.inFlight.run(k, () => this.query(k))
+  }
+
+  private async query(k: string): Promise<string | undefined> {
     let reply: string
     try {
       reply = await this.pool.request(encodeNetstring(`${this.mapName} ${k}`), netstringParser(this.maxReply), 'always')
@@ -419,12 +394,15 @@ class SocketmapTable implements Table {
 
 export interface StreamTableLimits {
   timeoutMs: number
+  /** Connections per server; else main.cf proxymap_backend_connection_limit. */
   maxConnections: number
+  /** How long an unused connection stays open. */
+  maxIdleMs: number
 }
 
 export function socketmapTypeWith(limits: Partial<StreamTableLimits> = {}): TableType {
   const timeoutMs = limits.timeoutMs ?? SOCKETMAP_TIMEOUT_MS
-  const max = limits.maxConnections ?? STREAM_MAX_CONNECTIONS
+  const maxIdleMs = limits.maxIdleMs ?? SOCKETMAP_MAX_IDLE_MS
   return {
     type: 'socketmap',
     open(name: string, options: OpenOptions): Table {
@@ -434,9 +412,10 @@ export function socketmapTypeWith(limits: Partial<StreamTableLimits> = {}): Tabl
       const colon = name.lastIndexOf(':')
       if (colon < 0) throw new TableError('config', 'socketmap requires server:socketmap argument')
       const endpoint = name.slice(0, colon)
-      const poolKey = `${endpoint}\0${timeoutMs}\0${max}`
+      const max = limits.maxConnections ?? backendConnectionLimit(options.config, options.log)
+      const poolKey = `${endpoint}\0${timeoutMs}\0${max}\0${maxIdleMs}`
       const {pool, release} = pools.acquire(poolKey, () =>
-        new StreamClientPool(endpoint, {max, maxIdleMs: SOCKETMAP_MAX_IDLE_MS, maxTtlMs: SOCKETMAP_MAX_TTL_MS, timeoutMs}))
+        new StreamClientPool(endpoint, {max, maxIdleMs, maxTtlMs: SOCKETMAP_MAX_TTL_MS, timeoutMs}))
       const table = new SocketmapTable(name, options.dictFlags, pool, name.slice(colon + 1), options.log, SOCKETMAP_MAX_REPLY, release)
       return needUtf8Activation(options.config, options.dictFlags) ? activateUtf8(table, options.log) : table
     },

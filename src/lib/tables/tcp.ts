@@ -9,9 +9,10 @@ import {DICT_FLAG} from '../protocol/constants.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {OpenOptions, PoolStats, Table, TableError, TableLog, TableType} from './table.js'
 import {
-  cString, printableUtf8, ReplyParser, SharedStreamPools, socketErrorText, STREAM_MAX_CONNECTIONS, StreamClientPool,
+  cString, printableUtf8, ReplyParser, SharedStreamPools, socketErrorText, StreamClientPool,
   StreamClosedError, StreamTableLimits,
 } from './socketmap.js'
+import {backendConnectionLimit, InFlightLookups} from './backend-pool.js'
 
 export const TCP_TIMEOUT_MS = 100_000
 export const TCP_MAX_LENGTH = 4096
@@ -56,6 +57,7 @@ const lineParser: ReplyParser<string> = (buf) => {
 class TcpTable implements Table {
   readonly type = 'tcp'
   flags: number
+  private readonly inFlight = new InFlightLookups<string | undefined>()
 
   constructor(readonly name: string, dictFlags: number, private readonly pool: StreamClientPool,
     private readonly log: TableLog, private readonly retryDelayMs: number, private readonly releasePool: () => void) {
@@ -70,8 +72,12 @@ class TcpTable implements Table {
     return this.pool.stats()
   }
 
-  async lookup(key: string): Promise<string | undefined> {
+  lookup(key: string): Promise<string | undefined> {
     const k = this.flags & DICT_FLAG.FOLD_MUL ? lowercaseAscii(key) : key
+    return this.inFlight.run(k, () => this.query(k))
+  }
+
+  private async query(k: string): Promise<string | undefined> {
     const request = Buffer.from(`get ${hexQuote(k)}\n`, 'latin1')
     let line: string | undefined
     for (let tries = 0; line === undefined; ) {
@@ -114,17 +120,18 @@ const pools = new SharedStreamPools()
 
 export function tcpTypeWith(limits: Partial<StreamTableLimits & {retryDelayMs: number}> = {}): TableType {
   const timeoutMs = limits.timeoutMs ?? TCP_TIMEOUT_MS
-  const max = limits.maxConnections ?? STREAM_MAX_CONNECTIONS
   return {
     type: 'tcp',
     open(name: string, options: OpenOptions): Table {
       if (options.dictFlags & DICT_FLAG.NO_UNAUTH)
         throw new TableError('config', `tcp:${name} map is not allowed for security sensitive data`)
       if (options.mode !== 'read') throw new TableError('config', `tcp:${name} map requires O_RDONLY access mode`)
-      const key = `${name}\0${timeoutMs}\0${max}`
+      const max = limits.maxConnections ?? backendConnectionLimit(options.config, options.log)
+      const maxIdleMs = limits.maxIdleMs ?? timeoutMs
+      const key = `${name}\0${timeoutMs}\0${max}\0${maxIdleMs}`
       // Postfix keeps its connection open; the idle limit here only tidies up.
       const {pool, release} = pools.acquire(key, () =>
-        new StreamClientPool(`inet:${name}`, {max, maxIdleMs: timeoutMs, maxTtlMs: Infinity, timeoutMs}))
+        new StreamClientPool(`inet:${name}`, {max, maxIdleMs, maxTtlMs: Infinity, timeoutMs}))
       const table = new TcpTable(name, options.dictFlags, pool, options.log, limits.retryDelayMs ?? 1000, release)
       return needUtf8Activation(options.config, options.dictFlags) ? activateUtf8(table, options.log) : table
     },
