@@ -1,14 +1,18 @@
 // SQL tables through our proxymap server, with real Postfix clients:
 // (a) 50 concurrent `postmap -q KEY proxy:mysql:FILE.cf` share one open table, and MariaDB
 //     never sees more connections from the table's dedicated user than
-//     SQL_MAX_CONNECTIONS_PER_TABLE (information_schema.PROCESSLIST sampled every 10 ms);
+//     DEFAULT_BACKEND_CONNECTION_LIMIT (information_schema.PROCESSLIST sampled every 10 ms);
 // (b) a PRIVATE MariaDB (test/helpers/mariadb.ts: mariadb-install-db + mariadbd on a UNIX
 //     socket, started and stopped by pid) is stopped in the middle of a run: every answer is
 //     the right value or a RETRY (postmap: "query error"), never a wrong value or "not
 //     found"; after it is started again lookups succeed without restarting proxymap
 //     (within the 60 s host retry interval);
 // (c) mysql, pgsql and sqlite tables through proxy: answered by our server exactly as by
-//     Postfix's own proxymap on the same instance (`postmap -q - proxy:TYPE:FILE.cf`).
+//     Postfix's own proxymap on the same instance (`postmap -q - proxy:TYPE:FILE.cf`);
+// (d) counted at MariaDB (a stored function that records each call, then waits for a lock
+//     the test holds, so that the lookups stay in flight until the test lets them go):
+//     identical lookups of one mysql table in flight at once run one query; distinct ones
+//     open one connection each, up to the table's limit; idle connections are closed.
 //
 // Needs the system MariaDB and PostgreSQL (started when stopped, as sql-tables.test.ts does),
 // postfix-mysql/pgsql/sqlite, and `npm run build` (startOurs runs the built CLI).
@@ -22,14 +26,22 @@ import {after, before, test} from 'node:test'
 import Database from 'better-sqlite3'
 import * as mysql from 'mysql2/promise'
 
-import {SQL_MAX_CONNECTIONS_PER_TABLE} from '../../src/lib/tables/sql/host-pool.js'
-import {PostfixInstance, createPostfixInstance, requirePostfix, runCommand, sleep} from '../helpers/postfix.js'
+import {loadMainConfig} from '../../src/lib/config/index.js'
+import {DICT_FLAG} from '../../src/lib/protocol/index.js'
+import {DEFAULT_BACKEND_CONNECTION_LIMIT} from '../../src/lib/tables/backend-pool.js'
+import {mysqlTypeWith} from '../../src/lib/tables/mysql.js'
+import type {Table} from '../../src/lib/tables/table.js'
+import {PostfixInstance, createPostfixInstance, requirePostfix, runCommand, sleep, waitFor} from '../helpers/postfix.js'
 import {PrivateMariadb} from '../helpers/mariadb.js'
 import {psqlWithTestDb, theirsThenOurs} from '../helpers/compare.js'
 
 const TABLE = `proxymap_pool_${process.pid}`
 const USER = `pmpool${process.pid}`
 const PASSWORD = 'pool-pw'
+/** (d): the calls of HIT_FUNCTION, and the lock it waits for. */
+const HITS = `proxymap_pool_hits_${process.pid}`
+const HIT_FUNCTION = `proxymap_pool_hit_${process.pid}`
+const LOCK = `proxymap_pool_lock_${process.pid}`
 const ROWS: [string, string][] = [
   ['alice@example.com', 'alice-value'], ['bob@example.com', 'bob-value'], ['example.com', 'OK'],
   ['carol', 'carol-value'], ['many', 'm1'], ['many', 'm2'], ['josé@example.com', 'josé-value'],
@@ -73,6 +85,17 @@ CREATE USER IF NOT EXISTS '${USER}'@'127.0.0.1' IDENTIFIED BY '${PASSWORD}';
 GRANT SELECT ON test.* TO '${USER}'@'127.0.0.1';
 CREATE TABLE test.${TABLE} (k VARCHAR(100), v VARCHAR(100)) CHARACTER SET utf8mb4;
 INSERT INTO test.${TABLE} VALUES ${values()};
+CREATE TABLE test.${HITS} (k VARCHAR(100));
+DELIMITER //
+CREATE FUNCTION test.${HIT_FUNCTION}(k VARCHAR(100)) RETURNS VARCHAR(200) MODIFIES SQL DATA
+BEGIN
+  INSERT INTO test.${HITS} VALUES (k);
+  DO GET_LOCK('${LOCK}', 60);
+  DO RELEASE_LOCK('${LOCK}');
+  RETURN CONCAT('hit-', k);
+END//
+DELIMITER ;
+GRANT EXECUTE ON FUNCTION test.${HIT_FUNCTION} TO '${USER}'@'127.0.0.1';
 `)
 }
 
@@ -102,14 +125,14 @@ before(async () => {
 after(async () => {
   await privateDb?.stop().catch(() => {})
   await pf?.destroy()
-  await runCommand('mysql', ['-e', `DROP TABLE IF EXISTS test.${TABLE}; DROP USER IF EXISTS '${USER}'@'127.0.0.1';`]).catch(() => {})
+  await runCommand('mysql', ['-e', `DROP TABLE IF EXISTS test.${TABLE}; DROP TABLE IF EXISTS test.${HITS}; DROP FUNCTION IF EXISTS test.${HIT_FUNCTION}; DROP USER IF EXISTS '${USER}'@'127.0.0.1';`]).catch(() => {})
   await runCommand('runuser', ['-u', 'postgres', '--', 'psql', '-d', 'test', '-c', `DROP TABLE IF EXISTS ${TABLE}; DROP ROLE IF EXISTS ${USER};`]).catch(() => {})
 })
 
-test('(a) 50 concurrent postmap clients: MariaDB sees at most SQL_MAX_CONNECTIONS_PER_TABLE connections', async () => {
+test('(a) 50 concurrent postmap clients: MariaDB sees at most DEFAULT_BACKEND_CONNECTION_LIMIT connections', async () => {
   // SLEEP makes every lookup take a while, so that the clients overlap at the database.
   const cf = await pf.writeFile('pool-mysql.cf', `hosts = inet:127.0.0.1:3306\nuser = ${USER}\npassword = ${PASSWORD}\ndbname = test\n`
-    + `query = SELECT CONCAT(v, SLEEP(0.1)) FROM ${TABLE} WHERE k='%s'\n`)
+    + `query = SELECT CONCAT(COALESCE(MAX(v), '%s'), SLEEP(0.1)) FROM ${TABLE} WHERE k='%s'\n`)
   const spec = `proxy:mysql:${cf}`
   await pf.approve({read: [`mysql:${cf}`]})
   await pf.startOurs()
@@ -127,7 +150,8 @@ test('(a) 50 concurrent postmap clients: MariaDB sees at most SQL_MAX_CONNECTION
         await sleep(10)
       }
     })().finally(() => admin.end())
-    const keys = Array.from({length: 50}, (_, i) => ROWS[i % 4][0])
+    // distinct keys (a key of no row answers itself): identical ones would share one query
+    const keys = Array.from({length: 50}, (_, i) => (i < 4 ? ROWS[i][0] : `nobody${i}@example.com`))
     const results = await Promise.all(keys.map((k) => pf.postmap(['-q', k, spec], {timeoutMs: 60_000})))
     sampling = false
     await sampler
@@ -135,11 +159,11 @@ test('(a) 50 concurrent postmap clients: MariaDB sees at most SQL_MAX_CONNECTION
     const after = Number((await sh('mysql', ['-NBe', `SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER='${USER}'`])).trim())
     max = Math.max(max, after)
     results.forEach((r, i) => {
-      const expected = ROWS.find(([k]) => k === keys[i])![1]
+      const expected = ROWS.find(([k]) => k === keys[i])?.[1] ?? keys[i]
       assert.deepEqual({stdout: r.stdout, code: r.code}, {stdout: `${expected}0\n`, code: 0}, r.stderr)
     })
-    console.log(`# 50 concurrent clients: max ${max} MariaDB connections of ${USER} in ${samples} samples (bound ${SQL_MAX_CONNECTIONS_PER_TABLE})`)
-    assert.ok(max <= SQL_MAX_CONNECTIONS_PER_TABLE, `MariaDB saw ${max} connections`)
+    console.log(`# 50 concurrent clients: max ${max} MariaDB connections of ${USER} in ${samples} samples (bound ${DEFAULT_BACKEND_CONNECTION_LIMIT})`)
+    assert.ok(max <= DEFAULT_BACKEND_CONNECTION_LIMIT, `MariaDB saw ${max} connections`)
     assert.ok(max >= 2, `the lookups did not overlap (max ${max}): the test proves nothing`)
   } finally {
     await pf.stopOurs()
@@ -236,4 +260,61 @@ test('(c) mysql, pgsql and sqlite through proxy: our server answers as Postfix\'
     console.log(`# ${label}: ${KEYS.length} keys through proxy:, ${t.stdout.split('\n').length - 1} lines, same as Postfix`)
   }
   console.log(`# ${compared} keys compared through proxy: in all`)
+})
+
+test('(d) mysql: identical lookups in flight run one query; distinct ones open a connection each, up to the limit; idle ones close', async () => {
+  const cf = await pf.writeFile('pool-hits.cf', `hosts = inet:127.0.0.1:3306\nuser = ${USER}\npassword = ${PASSWORD}\ndbname = test\n`
+    + `query = SELECT ${HIT_FUNCTION}('%s')\n`)
+  const admin = await mysql.createConnection({socketPath: '/run/mysqld/mysqld.sock', user: 'root'})
+  const count = async (sql: string): Promise<number> => Number(((await admin.query(sql))[0] as {n: number}[])[0].n)
+  // inside the function a connection shows the definer (root) as its user
+  const connections = (): Promise<number> => count(`SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST
+    WHERE ID <> CONNECTION_ID() AND (USER='${USER}' OR INFO LIKE '%${LOCK}%')`)
+  const waitingForLock = (): Promise<number> => count(`SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST
+    WHERE ID <> CONNECTION_ID() AND STATE='User lock' AND INFO LIKE '%${LOCK}%'`)
+  const hits = (k: string): Promise<number> => count(`SELECT COUNT(*) AS n FROM test.${HITS} WHERE k='${k}'`)
+  const until = (what: string, probe: () => Promise<boolean>): Promise<true> =>
+    waitFor(async () => (await probe()) || undefined, 20_000, () => `timed out waiting for ${what}`, 20)
+  const options = {
+    mode: 'read' as const, dictFlags: DICT_FLAG.LOCK | DICT_FLAG.FOLD_FIX, config: loadMainConfig({configDir: pf.etc}),
+    log: {warning: (m: string) => console.log(`# warning: ${m}`), error: () => {}, info: () => {}},
+    openNested: () => { throw new Error('unused') },
+  }
+  const tables: Table[] = []
+  try {
+    await admin.query(`SELECT GET_LOCK('${LOCK}', 10)`)
+    const table = await mysqlTypeWith({idleIntervalMs: 500}).open(cf, options)
+    tables.push(table)
+    // identical (after folding): one query
+    const same = ['Same', 'SAME', 'same', 'same', 'sAme', 'same'].map((k) => Promise.resolve(table.lookup(k)))
+    await until('the query at MariaDB', async () => (await waitingForLock()) === 1)
+    // distinct: one connection each, all at once
+    const keys = ['d1', 'd2', 'd3', 'd4', 'd5', 'd6', 'd7']
+    const distinct = keys.map((k) => Promise.resolve(table.lookup(k)))
+    await until('8 queries waiting at once', async () => (await waitingForLock()) === 8)
+    assert.equal(await connections(), 8)
+    await admin.query(`SELECT RELEASE_LOCK('${LOCK}')`)
+    assert.deepEqual(await Promise.all(same), Array(6).fill('hit-same'))
+    assert.deepEqual(await Promise.all(distinct), keys.map((k) => `hit-${k}`))
+    assert.equal(await hits('same'), 1)
+    for (const k of keys) assert.equal(await hits(k), 1, k)
+    // unused for the idle time: the connections are closed
+    await until('the idle connections closed', async () => (await connections()) === 0)
+
+    // at most the limit; the others wait for a free connection
+    await admin.query(`SELECT GET_LOCK('${LOCK}', 10)`)
+    const limited = await mysqlTypeWith({maxConnections: 3}).open(cf, options)
+    tables.push(limited)
+    const many = ['m1', 'm2', 'm3', 'm4', 'm5', 'm6']
+    const answers = many.map((k) => Promise.resolve(limited.lookup(k)))
+    await until('3 queries waiting', async () => (await waitingForLock()) === 3)
+    assert.equal(await connections(), 3)
+    await admin.query(`SELECT RELEASE_LOCK('${LOCK}')`)
+    assert.deepEqual(await Promise.all(answers), many.map((k) => `hit-${k}`))
+    assert.equal(await connections(), 3)
+  } finally {
+    await admin.query(`SELECT RELEASE_LOCK('${LOCK}')`).catch(() => {})
+    await Promise.all(tables.map((t) => t.close?.()))
+    await admin.end()
+  }
 })

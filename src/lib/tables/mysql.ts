@@ -17,7 +17,7 @@ import * as mysql from 'mysql2/promise'
 import type {SslOptions} from 'mysql2'
 import {OpenOptions, Table, TableError, TableType} from './table.js'
 import {openSqlTable, utf8Text} from './sql/sql-table.js'
-import {checkedPool, DEFAULT_SQL_POOL_LIMITS, HostConnection, HostPool, HostSpec, SqlPoolLimits, SqlRow} from './sql/host-pool.js'
+import {checkedPool, HostConnection, HostPool, HostSpec, SqlPoolLimits, sqlPoolLimits, SqlRow} from './sql/host-pool.js'
 import {CHARS_COMMA_SP} from '../util/postfix-strings.js'
 import {pathBytes, strerror} from './source-file.js'
 import type {CfParser} from './sql/cf-parser.js'
@@ -286,10 +286,10 @@ function closeNow(connection: mysql.PoolConnection): void {
 }
 
 export function mysqlTypeWith(limits: Partial<SqlPoolLimits> = {}): TableType {
-  const lim: SqlPoolLimits = {...DEFAULT_SQL_POOL_LIMITS, ...limits}
   return {
     type: 'mysql',
     open(name: string, options: OpenOptions): Promise<Table> {
+      const lim = sqlPoolLimits(options.config, options.log, limits)
       return openSqlTable('mysql', name, options, {lookupFunction: 'dict_mysql_lookup'}, async (p) => {
         const user = p.getStr('user', '')
         const password = p.getStr('password', '')

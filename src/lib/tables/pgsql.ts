@@ -20,7 +20,7 @@ import pg, {type Pool, type PoolClient, type QueryResult} from 'pg'
 import {OpenOptions, Table, TableError, TableType} from './table.js'
 import {buildLegacyQuery} from './sql/template.js'
 import {openSqlTable} from './sql/sql-table.js'
-import {checkedPool, DEFAULT_SQL_POOL_LIMITS, HostConnection, HostPool, HostSpec, SqlPoolLimits, SqlRow} from './sql/host-pool.js'
+import {checkedPool, HostConnection, HostPool, HostSpec, SqlPoolLimits, sqlPoolLimits, SqlRow} from './sql/host-pool.js'
 import {CHARS_COMMA_SP} from '../util/postfix-strings.js'
 
 declare module 'pg' {
@@ -147,10 +147,10 @@ function checkLatin1(text: string, name: string): string {
 }
 
 export function pgsqlTypeWith(limits: Partial<SqlPoolLimits> = {}): TableType {
-  const lim: SqlPoolLimits = {...DEFAULT_SQL_POOL_LIMITS, ...limits}
   return {
     type: 'pgsql',
     open(name: string, options: OpenOptions): Promise<Table> {
+      const lim = sqlPoolLimits(options.config, options.log, limits)
       const legacy = (p: Parameters<typeof buildLegacyQuery>[0]): string => {
         const fn = p.getStr('select_function', undefined)
         return fn !== undefined ? `SELECT ${fn}('%s')` : buildLegacyQuery(p)

@@ -8,16 +8,18 @@
 // connection idle for 60 s is closed.
 //
 // We do the same per table, but let concurrent lookups share the active host through a
-// driver pool. UPPER BOUND: a table holds at most `maxConnections` (default
-// SQL_MAX_CONNECTIONS_PER_TABLE = 4) connections to its active host, and a host that is
-// abandoned (marked down or idle) has its pool ended, so one open mysql/pgsql table never
-// holds more than that many server connections (plus, for a moment, the ones of a pool that
-// is being ended). Since the proxymap service shares one open table per name and flags,
+// driver pool, which opens connections on demand and closes them when idle for 60 s.
+// UPPER BOUND: a table holds at most `maxConnections` (main.cf
+// proxymap_backend_connection_limit, default 20: backend-pool.ts) connections to its active
+// host, and a host that is abandoned (marked down or idle) has its pool ended, so one open
+// mysql/pgsql table never holds more than that many server connections (plus, for a moment,
+// the ones of a pool that is being ended). Since the proxymap service shares one open table per name and flags,
 // that bounds what a whole server holds per table.
 
+import type {MainConfig} from '../../config/index.js'
+import {backendConnectionLimit, DEFAULT_BACKEND_CONNECTION_LIMIT} from '../backend-pool.js'
 import {TableError, TableLog} from '../table.js'
 
-export const SQL_MAX_CONNECTIONS_PER_TABLE = 4
 /** Postfix RETRY_CONN_INTV: how long a failed host is left alone. */
 export const SQL_HOST_RETRY_INTERVAL_MS = 60_000
 /** Postfix IDLE_CONN_INTV: an unused connection is closed after this long. */
@@ -34,8 +36,13 @@ export interface SqlPoolLimits {
   connectTimeoutMs: number
 }
 
+/** The limits of a table opened with `config`; `limits` (tests) override them. */
+export function sqlPoolLimits(config: MainConfig, log: TableLog, limits: Partial<SqlPoolLimits>): SqlPoolLimits {
+  return {...DEFAULT_SQL_POOL_LIMITS, maxConnections: backendConnectionLimit(config, log), ...limits}
+}
+
 export const DEFAULT_SQL_POOL_LIMITS: SqlPoolLimits = {
-  maxConnections: SQL_MAX_CONNECTIONS_PER_TABLE,
+  maxConnections: DEFAULT_BACKEND_CONNECTION_LIMIT,
   retryIntervalMs: SQL_HOST_RETRY_INTERVAL_MS,
   idleIntervalMs: SQL_IDLE_INTERVAL_MS,
   lookupTimeoutMs: SQL_LOOKUP_TIMEOUT_MS,

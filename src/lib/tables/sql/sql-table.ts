@@ -1,11 +1,13 @@
 // The lookup that dict_mysql.c, dict_pgsql.c and dict_sqlite.c share: fold the key,
 // apply the `domain` filter, expand the query with the backend's quoting, run it, expand
-// every value with result_format, join with commas, enforce expansion_limit.
+// every value with result_format, join with commas, enforce expansion_limit. Identical
+// lookups in flight at once are one query (backend-pool.ts).
 
 import {DICT_FLAG} from '../../protocol/constants.js'
 import {activateUtf8, isValidUtf8, lowercaseAscii, needUtf8Activation} from '../fold.js'
 import {OpenOptions, Table, TableError, TableLog} from '../table.js'
 import {CfParser} from './cf-parser.js'
+import {InFlightLookups} from '../backend-pool.js'
 import {withTimeLimit, type SqlRow} from './host-pool.js'
 import {parseSqlTemplates, type QuoteFunction, type SqlTemplates} from './template.js'
 
@@ -28,6 +30,7 @@ export interface SqlTableOptions {
 
 export class SqlTable implements Table {
   flags: number
+  private readonly inFlight = new InFlightLookups<string | undefined>()
 
   constructor(
     readonly type: string,
@@ -47,7 +50,7 @@ export class SqlTable implements Table {
     if (this.options.skipNonUtf8Keys && !(this.flags & DICT_FLAG.UTF8_ACTIVE) && !isValidUtf8(key))
       return Promise.resolve(undefined)
     const name = this.flags & DICT_FLAG.FOLD_FIX ? lowercaseAscii(key) : key
-    return withTimeLimit(this.lookupFolded(name), this.backend.lookupTimeoutMs, `table ${this.type}:${this.name}: lookup "${name}"`)
+    return withTimeLimit(this.inFlight.run(name, () => this.lookupFolded(name)), this.backend.lookupTimeoutMs, `table ${this.type}:${this.name}: lookup "${name}"`)
   }
 
   private async lookupFolded(name: string): Promise<string | undefined> {
