@@ -8,7 +8,8 @@
 // are Postfix's, word for word, because operators grep for them.
 //
 // Tables with identical connection settings share one connection, as in Postfix, and
-// concurrent lookups share it too (LDAP multiplexes them). A connection that went away is
+// concurrent lookups share it too (LDAP multiplexes them, so no pool of connections is needed;
+// identical lookups in flight at once are one lookup: backend-pool.ts). A connection that went away is
 // reopened and the search tried once more; any other search error closes it so the next
 // lookup starts afresh; connect, bind and search failures are RETRY. Our own addition is
 // a time limit per lookup (a recursive lookup runs many searches), past which it is a
@@ -21,6 +22,7 @@ import {DICT_FLAG} from '../protocol/constants.js'
 import {CHARS_COMMA_SP} from '../util/postfix-strings.js'
 import {activateUtf8, isValidUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {OpenOptions, Table, TableError, TableLog, TableType} from './table.js'
+import {InFlightLookups} from './backend-pool.js'
 import {CfParser} from './sql/cf-parser.js'
 import {withTimeLimit, SQL_LOOKUP_TIMEOUT_MS} from './sql/host-pool.js'
 import {DomainList, TemplateContext} from './sql/template.js'
@@ -219,6 +221,7 @@ export class LdapTable implements Table {
   flags: number
   private readonly shared: SharedLdapConnection
   private closed = false
+  private readonly inFlight = new InFlightLookups<string | undefined>()
 
   constructor(
     readonly name: string,
@@ -236,7 +239,7 @@ export class LdapTable implements Table {
     // Postfix: "Don't frustrate future attempts to make Postfix UTF-8 transparent."
     if (!(this.flags & DICT_FLAG.UTF8_ACTIVE) && !isValidUtf8(key)) return Promise.resolve(undefined)
     const name = this.flags & DICT_FLAG.FOLD_FIX ? lowercaseAscii(key) : key
-    return withTimeLimit(this.lookupFolded(name), this.limits.lookupTimeoutMs, `table ldap:${this.name}: lookup "${name}"`)
+    return withTimeLimit(this.inFlight.run(name, () => this.lookupFolded(name)), this.limits.lookupTimeoutMs, `table ldap:${this.name}: lookup "${name}"`)
   }
 
   private warn(message: string): void {
