@@ -34,6 +34,11 @@ main.cf again (approval lists, parameters) and keeps the sockets, the connection
 the open tables still approved; a main.cf that cannot be read keeps the running
 configuration. A stale socket left by a killed server is replaced.
 
+Tables that talk to a server (socketmap, tcp, memcache, mysql, pgsql) open connections as
+lookups need them, up to $proxymap_backend_connection_limit per table (default 20; a
+parameter of ours, which Postfix ignores), and close them when idle; lookups beyond that
+wait in arrival order, and identical lookups in flight at once share one backend query.
+
 A running server's counters (requests by type and status, hits and misses, latency,
 open tables, backend pools, connections) are read by "proxymap stats" from
 $queue_directory/private/$proxymap_service_name.stats; --prometheus-listen also serves
