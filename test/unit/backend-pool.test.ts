@@ -6,7 +6,9 @@
 // - N distinct lookups in flight open N connections, up to the limit (a tableType limit, or
 //   main.cf proxymap_backend_connection_limit); the ones beyond it wait;
 // - waiting lookups are sent in the order they arrived;
-// - idle connections are closed after the idle time.
+// - idle connections are closed after the idle time;
+// - memcache: identical lookups in flight are one "get", but a lookup after an update is
+//   not joined with one from before it.
 //
 // Run: node --import tsx --test test/unit/backend-pool.test.ts
 
@@ -20,6 +22,7 @@ import * as path from 'node:path'
 import {loadMainConfig, type MainConfig} from '../../src/lib/config/index.js'
 import {DICT_FLAG} from '../../src/lib/protocol/index.js'
 import {DEFAULT_BACKEND_CONNECTION_LIMIT} from '../../src/lib/tables/backend-pool.js'
+import {memcacheTypeWith} from '../../src/lib/tables/memcache.js'
 import {socketmapTypeWith} from '../../src/lib/tables/socketmap.js'
 import type {OpenOptions, Table} from '../../src/lib/tables/table.js'
 import {waitFor} from '../helpers/postfix.js'
@@ -229,4 +232,73 @@ test('connections idle for the idle time are closed; the pool grows again on dem
     await wait('the idle connections closed', () => server.open === 0)
   }
   table.close?.()
+})
+
+/** A memcached text-protocol server whose "get" answers wait until the test lets them go ("set" is answered at once). */
+class HeldMemcache {
+  readonly server: net.Server
+  readonly requests: string[] = []
+  readonly store = new Map<string, string>()
+  private readonly held: (() => void)[] = []
+
+  constructor(readonly socketPath: string) {
+    this.server = net.createServer((sock) => {
+      sock.on('error', () => {})
+      let buf = ''
+      sock.setEncoding('latin1')
+      sock.on('data', (d: string) => {
+        buf += d
+        for (let nl = buf.indexOf('\r\n'); nl >= 0; nl = buf.indexOf('\r\n')) {
+          const [verb, key, , , length] = buf.slice(0, nl).split(' ')
+          if (verb === 'set') {
+            const end = nl + 2 + Number(length)
+            if (buf.length < end + 2) return
+            this.store.set(key!, buf.slice(nl + 2, end))
+            buf = buf.slice(end + 2)
+            this.requests.push(`set ${key}`)
+            sock.write('STORED\r\n')
+            continue
+          }
+          buf = buf.slice(nl + 2)
+          this.requests.push(`${verb} ${key}`)
+          // the value as it is when the answer goes
+          this.held.push(() => {
+            const v = this.store.get(key!)
+            sock.write(v === undefined ? 'END\r\n' : `VALUE ${key} 0 ${v.length}\r\n${v}\r\nEND\r\n`)
+          })
+        }
+      })
+    })
+  }
+
+  get heldCount(): number {
+    return this.held.length
+  }
+
+  answer(): void {
+    for (const a of this.held.splice(0)) a()
+  }
+}
+
+test('memcache: identical lookups in flight are one get; a lookup after an update is not joined with one from before', async () => {
+  const mc = new HeldMemcache(path.join(dir, 'memcache.sock'))
+  await new Promise<void>((r) => mc.server.listen(mc.socketPath, r))
+  const cf = path.join(dir, 'memcache.cf')
+  fs.writeFileSync(cf, `memcache = unix:${mc.socketPath}\ntimeout = 60\n`)
+  const table = await memcacheTypeWith().open(cf, {...optionsWith(configWith('')), mode: 'write', dictFlags: DICT_FLAG.LOCK | DICT_FLAG.FOLD_FIX})
+  try {
+    mc.store.set('key', 'old')
+    const before = ['Key', 'KEY', 'key'].map((k) => Promise.resolve(table.lookup(k)))
+    await wait('the first get', () => mc.heldCount === 1)
+    assert.equal(await table.update!('key', 'new'), true)
+    const afterUpdate = [Promise.resolve(table.lookup('key')), Promise.resolve(table.lookup('KEY'))]
+    await wait(`the second get (seen: ${mc.requests.join(', ')})`, () => mc.heldCount === 2)
+    mc.answer()
+    await Promise.all([...before, ...afterUpdate])
+    assert.deepEqual(await Promise.all(afterUpdate), ['new', 'new'])
+    assert.deepEqual(mc.requests, ['get key', 'set key', 'get key'])
+  } finally {
+    await table.close?.()
+    await new Promise((r) => mc.server.close(r))
+  }
 })

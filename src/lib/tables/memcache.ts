@@ -208,8 +208,8 @@ class MemcacheTable implements Table {
 
   lookup(name: string): Promise<string | undefined> {
     const folded = this.fold(name)
-    // the backup table gets the name as given, and folds it by its own flags
-    return this.inFlight.run(`${folded}\0${name}`, () => this.lookupFolded(name, folded))
+    // a backup table gets the name as given, and folds it by its own flags
+    return this.inFlight.run(this.backup ? `${folded}\0${name}` : folded, () => this.lookupFolded(name, folded))
   }
 
   private async lookupFolded(name: string, folded: string): Promise<string | undefined> {
