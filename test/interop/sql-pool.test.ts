@@ -9,10 +9,11 @@
 //     (within the 60 s host retry interval);
 // (c) mysql, pgsql and sqlite tables through proxy: answered by our server exactly as by
 //     Postfix's own proxymap on the same instance (`postmap -q - proxy:TYPE:FILE.cf`);
-// (d) counted at MariaDB (a stored function that records each call, then waits for a lock
-//     the test holds, so that the lookups stay in flight until the test lets them go):
-//     identical lookups of one mysql table in flight at once run one query; distinct ones
-//     open one connection each, up to the table's limit; idle connections are closed.
+// (d) counted at MariaDB and PostgreSQL (a stored function that records each call, then
+//     waits for a lock the test holds, so that the lookups stay in flight until the test
+//     lets them go): identical lookups of one mysql/pgsql table in flight at once run one
+//     query; distinct ones open one connection each, up to the table's limit; idle
+//     connections are closed.
 //
 // Needs the system MariaDB and PostgreSQL (started when stopped, as sql-tables.test.ts does),
 // postfix-mysql/pgsql/sqlite, and `npm run build` (startOurs runs the built CLI).
@@ -25,12 +26,15 @@ import * as path from 'node:path'
 import {after, before, test} from 'node:test'
 import Database from 'better-sqlite3'
 import * as mysql from 'mysql2/promise'
+import pg from 'pg'
 
 import {loadMainConfig} from '../../src/lib/config/index.js'
 import {DICT_FLAG} from '../../src/lib/protocol/index.js'
 import {DEFAULT_BACKEND_CONNECTION_LIMIT} from '../../src/lib/tables/backend-pool.js'
 import {mysqlTypeWith} from '../../src/lib/tables/mysql.js'
-import type {Table} from '../../src/lib/tables/table.js'
+import {pgsqlTypeWith} from '../../src/lib/tables/pgsql.js'
+import type {SqlPoolLimits} from '../../src/lib/tables/sql/host-pool.js'
+import type {Table, TableType} from '../../src/lib/tables/table.js'
 import {PostfixInstance, createPostfixInstance, requirePostfix, runCommand, sleep, waitFor} from '../helpers/postfix.js'
 import {PrivateMariadb} from '../helpers/mariadb.js'
 import {psqlWithTestDb, theirsThenOurs} from '../helpers/compare.js'
@@ -42,6 +46,7 @@ const PASSWORD = 'pool-pw'
 const HITS = `proxymap_pool_hits_${process.pid}`
 const HIT_FUNCTION = `proxymap_pool_hit_${process.pid}`
 const LOCK = `proxymap_pool_lock_${process.pid}`
+const LOCK_ID = process.pid
 const ROWS: [string, string][] = [
   ['alice@example.com', 'alice-value'], ['bob@example.com', 'bob-value'], ['example.com', 'OK'],
   ['carol', 'carol-value'], ['many', 'm1'], ['many', 'm2'], ['josé@example.com', 'josé-value'],
@@ -105,7 +110,16 @@ async function setUpPostgres(): Promise<void> {
   await psql('postgres', `CREATE ROLE ${USER} LOGIN PASSWORD '${PASSWORD}';`)
   await psql('test', `CREATE TABLE ${TABLE} (k TEXT, v TEXT);
 INSERT INTO ${TABLE} VALUES ${ROWS.map(([k, v]) => `('${k.replaceAll("'", "''")}', '${v.replaceAll("'", "''")}')`).join(', ')};
-GRANT SELECT ON ${TABLE} TO ${USER};`)
+GRANT SELECT ON ${TABLE} TO ${USER};
+CREATE TABLE ${HITS} (k TEXT);
+GRANT SELECT, INSERT ON ${HITS} TO ${USER};
+CREATE FUNCTION ${HIT_FUNCTION}(k TEXT) RETURNS TEXT LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO ${HITS} VALUES (k);
+  PERFORM pg_advisory_lock(${LOCK_ID});
+  PERFORM pg_advisory_unlock(${LOCK_ID});
+  RETURN 'hit-' || k;
+END $$;`)
 }
 
 /** A private MariaDB on a UNIX socket only, with the test table. */
@@ -126,7 +140,7 @@ after(async () => {
   await privateDb?.stop().catch(() => {})
   await pf?.destroy()
   await runCommand('mysql', ['-e', `DROP TABLE IF EXISTS test.${TABLE}; DROP TABLE IF EXISTS test.${HITS}; DROP FUNCTION IF EXISTS test.${HIT_FUNCTION}; DROP USER IF EXISTS '${USER}'@'127.0.0.1';`]).catch(() => {})
-  await runCommand('runuser', ['-u', 'postgres', '--', 'psql', '-d', 'test', '-c', `DROP TABLE IF EXISTS ${TABLE}; DROP ROLE IF EXISTS ${USER};`]).catch(() => {})
+  await runCommand('runuser', ['-u', 'postgres', '--', 'psql', '-d', 'test', '-c', `DROP TABLE IF EXISTS ${TABLE}; DROP TABLE IF EXISTS ${HITS}; DROP FUNCTION IF EXISTS ${HIT_FUNCTION}; DROP ROLE IF EXISTS ${USER};`]).catch(() => {})
 })
 
 test('(a) 50 concurrent postmap clients: MariaDB sees at most DEFAULT_BACKEND_CONNECTION_LIMIT connections', async () => {
@@ -262,59 +276,109 @@ test('(c) mysql, pgsql and sqlite through proxy: our server answers as Postfix\'
   console.log(`# ${compared} keys compared through proxy: in all`)
 })
 
-test('(d) mysql: identical lookups in flight run one query; distinct ones open a connection each, up to the limit; idle ones close', async () => {
-  const cf = await pf.writeFile('pool-hits.cf', `hosts = inet:127.0.0.1:3306\nuser = ${USER}\npassword = ${PASSWORD}\ndbname = test\n`
+interface CountedBackend {
+  type: (limits: Partial<SqlPoolLimits>) => TableType
+  /** The .cf file of a table whose query calls HIT_FUNCTION. */
+  cf: string
+  /** Take the lock HIT_FUNCTION waits for, or let it go. */
+  hold(): Promise<void>
+  letGo(): Promise<void>
+  /** Queries of the table waiting for the lock. */
+  waiting(): Promise<number>
+  /** Connections of the table's user (not the test's own). */
+  connections(): Promise<number>
+  /** Calls of HIT_FUNCTION with `k`. */
+  hits(k: string): Promise<number>
+  end(): Promise<void>
+}
+
+async function countedMysql(): Promise<CountedBackend> {
+  const cf = await pf.writeFile('pool-hits-mysql.cf', `hosts = inet:127.0.0.1:3306\nuser = ${USER}\npassword = ${PASSWORD}\ndbname = test\n`
     + `query = SELECT ${HIT_FUNCTION}('%s')\n`)
   const admin = await mysql.createConnection({socketPath: '/run/mysqld/mysqld.sock', user: 'root'})
   const count = async (sql: string): Promise<number> => Number(((await admin.query(sql))[0] as {n: number}[])[0].n)
-  // inside the function a connection shows the definer (root) as its user
-  const connections = (): Promise<number> => count(`SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST
-    WHERE ID <> CONNECTION_ID() AND (USER='${USER}' OR INFO LIKE '%${LOCK}%')`)
-  const waitingForLock = (): Promise<number> => count(`SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST
-    WHERE ID <> CONNECTION_ID() AND STATE='User lock' AND INFO LIKE '%${LOCK}%'`)
-  const hits = (k: string): Promise<number> => count(`SELECT COUNT(*) AS n FROM test.${HITS} WHERE k='${k}'`)
-  const until = (what: string, probe: () => Promise<boolean>): Promise<true> =>
-    waitFor(async () => (await probe()) || undefined, 20_000, () => `timed out waiting for ${what}`, 20)
-  const options = {
-    mode: 'read' as const, dictFlags: DICT_FLAG.LOCK | DICT_FLAG.FOLD_FIX, config: loadMainConfig({configDir: pf.etc}),
-    log: {warning: (m: string) => console.log(`# warning: ${m}`), error: () => {}, info: () => {}},
-    openNested: () => { throw new Error('unused') },
+  return {
+    type: mysqlTypeWith, cf,
+    hold: async () => { await admin.query(`SELECT GET_LOCK('${LOCK}', 10)`) },
+    letGo: async () => { await admin.query(`SELECT RELEASE_LOCK('${LOCK}')`) },
+    waiting: () => count(`SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST
+      WHERE ID <> CONNECTION_ID() AND STATE='User lock' AND INFO LIKE '%${LOCK}%'`),
+    // inside the function a connection shows the definer (root) as its user
+    connections: () => count(`SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST
+      WHERE ID <> CONNECTION_ID() AND (USER='${USER}' OR INFO LIKE '%${LOCK}%')`),
+    hits: (k) => count(`SELECT COUNT(*) AS n FROM test.${HITS} WHERE k='${k}'`),
+    end: () => admin.end(),
   }
-  const tables: Table[] = []
-  try {
-    await admin.query(`SELECT GET_LOCK('${LOCK}', 10)`)
-    const table = await mysqlTypeWith({idleIntervalMs: 500}).open(cf, options)
-    tables.push(table)
-    // identical (after folding): one query
-    const same = ['Same', 'SAME', 'same', 'same', 'sAme', 'same'].map((k) => Promise.resolve(table.lookup(k)))
-    await until('the query at MariaDB', async () => (await waitingForLock()) === 1)
-    // distinct: one connection each, all at once
-    const keys = ['d1', 'd2', 'd3', 'd4', 'd5', 'd6', 'd7']
-    const distinct = keys.map((k) => Promise.resolve(table.lookup(k)))
-    await until('8 queries waiting at once', async () => (await waitingForLock()) === 8)
-    assert.equal(await connections(), 8)
-    await admin.query(`SELECT RELEASE_LOCK('${LOCK}')`)
-    assert.deepEqual(await Promise.all(same), Array(6).fill('hit-same'))
-    assert.deepEqual(await Promise.all(distinct), keys.map((k) => `hit-${k}`))
-    assert.equal(await hits('same'), 1)
-    for (const k of keys) assert.equal(await hits(k), 1, k)
-    // unused for the idle time: the connections are closed
-    await until('the idle connections closed', async () => (await connections()) === 0)
+}
 
-    // at most the limit; the others wait for a free connection
-    await admin.query(`SELECT GET_LOCK('${LOCK}', 10)`)
-    const limited = await mysqlTypeWith({maxConnections: 3}).open(cf, options)
-    tables.push(limited)
-    const many = ['m1', 'm2', 'm3', 'm4', 'm5', 'm6']
-    const answers = many.map((k) => Promise.resolve(limited.lookup(k)))
-    await until('3 queries waiting', async () => (await waitingForLock()) === 3)
-    assert.equal(await connections(), 3)
-    await admin.query(`SELECT RELEASE_LOCK('${LOCK}')`)
-    assert.deepEqual(await Promise.all(answers), many.map((k) => `hit-${k}`))
-    assert.equal(await connections(), 3)
-  } finally {
-    await admin.query(`SELECT RELEASE_LOCK('${LOCK}')`).catch(() => {})
-    await Promise.all(tables.map((t) => t.close?.()))
-    await admin.end()
+async function countedPgsql(): Promise<CountedBackend> {
+  const cf = await pf.writeFile('pool-hits-pgsql.cf', `hosts = inet:127.0.0.1:5432\nuser = ${USER}\npassword = ${PASSWORD}\ndbname = test\n`
+    + `query = SELECT ${HIT_FUNCTION}('%s')\n`)
+  // the test's own session, as the table's user (advisory locks are per database)
+  const pool = new pg.Pool({host: '127.0.0.1', port: 5432, user: USER, password: PASSWORD, database: 'test', max: 1})
+  const admin = await pool.connect()
+  const count = async (sql: string): Promise<number> => Number((await admin.query({text: sql, rowMode: 'array'})).rows[0]![0])
+  return {
+    type: pgsqlTypeWith, cf,
+    hold: async () => { await admin.query({text: `SELECT pg_advisory_lock(${LOCK_ID})`}) },
+    letGo: async () => { await admin.query({text: `SELECT pg_advisory_unlock(${LOCK_ID})`}) },
+    waiting: () => count(`SELECT COUNT(*) AS n FROM pg_stat_activity
+      WHERE usename='${USER}' AND pid <> pg_backend_pid() AND wait_event_type='Lock' AND wait_event='advisory'`),
+    connections: () => count(`SELECT COUNT(*) AS n FROM pg_stat_activity WHERE usename='${USER}' AND pid <> pg_backend_pid()`),
+    hits: (k) => count(`SELECT COUNT(*) AS n FROM ${HITS} WHERE k='${k}'`),
+    end: () => {
+      admin.release()
+      return pool.end()
+    },
   }
-})
+}
+
+for (const [name, counted] of [['mysql', countedMysql], ['pgsql', countedPgsql]] as const) {
+  test(`(d) ${name}: identical lookups in flight run one query; distinct ones open a connection each, up to the limit; idle ones close`, async () => {
+    const backend = await counted()
+    const until = (what: string, probe: () => Promise<boolean>): Promise<true> =>
+      waitFor(async () => (await probe()) || undefined, 20_000, () => `timed out waiting for ${what}`, 20)
+    const options = {
+      mode: 'read' as const, dictFlags: DICT_FLAG.LOCK | DICT_FLAG.FOLD_FIX, config: loadMainConfig({configDir: pf.etc}),
+      log: {warning: (m: string) => console.log(`# warning: ${m}`), error: () => {}, info: () => {}},
+      openNested: () => { throw new Error('unused') },
+    }
+    const tables: Table[] = []
+    try {
+      await backend.hold()
+      const table = await backend.type({idleIntervalMs: 500}).open(backend.cf, options)
+      tables.push(table)
+      // identical (after folding): one query
+      const same = ['Same', 'SAME', 'same', 'same', 'sAme', 'same'].map((k) => Promise.resolve(table.lookup(k)))
+      await until('the query at the server', async () => (await backend.waiting()) === 1)
+      // distinct: one connection each, all at once
+      const keys = ['d1', 'd2', 'd3', 'd4', 'd5', 'd6', 'd7']
+      const distinct = keys.map((k) => Promise.resolve(table.lookup(k)))
+      await until('8 queries waiting at once', async () => (await backend.waiting()) === 8)
+      assert.equal(await backend.connections(), 8)
+      await backend.letGo()
+      assert.deepEqual(await Promise.all(same), Array(6).fill('hit-same'))
+      assert.deepEqual(await Promise.all(distinct), keys.map((k) => `hit-${k}`))
+      assert.equal(await backend.hits('same'), 1)
+      for (const k of keys) assert.equal(await backend.hits(k), 1, k)
+      // unused for the idle time: the connections are closed
+      await until('the idle connections closed', async () => (await backend.connections()) === 0)
+
+      // at most the limit; the others wait for a free connection
+      await backend.hold()
+      const limited = await backend.type({maxConnections: 3}).open(backend.cf, options)
+      tables.push(limited)
+      const many = ['m1', 'm2', 'm3', 'm4', 'm5', 'm6']
+      const answers = many.map((k) => Promise.resolve(limited.lookup(k)))
+      await until('3 queries waiting', async () => (await backend.waiting()) === 3)
+      assert.equal(await backend.connections(), 3)
+      await backend.letGo()
+      assert.deepEqual(await Promise.all(answers), many.map((k) => `hit-${k}`))
+      assert.equal(await backend.connections(), 3)
+    } finally {
+      await backend.letGo().catch(() => {})
+      await Promise.all(tables.map((t) => t.close?.()))
+      await backend.end()
+    }
+  })
+}
