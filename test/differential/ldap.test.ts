@@ -5,8 +5,9 @@
 // stdout, found / not found / error, and the warnings on stderr. Then the CLI
 // (`proxymap query ... -`) against `postmap -q -`, and `postmap -q - proxy:ldap:...`
 // answered by our server against Postfix's own proxymap; ldaps:// and StartTLS with a CA
-// made by openssl. A slapd that goes away, a server that never answers, connection sharing
-// and bind_pw staying out of every message are checked on our side.
+// made by openssl. A slapd that goes away, a server that never answers, connection sharing,
+// bind_pw staying out of every message, and identical lookups in flight being one search
+// (counted in slapd's stats log) are checked on our side.
 //
 // A missing postmap, postfix-ldap, slapd or ldap-utils FAILS the test.
 //
@@ -24,7 +25,7 @@ import {postmapQueryFlags} from '../../src/lib/query/query.js'
 import {OpenOptions, Table, TableError} from '../../src/lib/tables/table.js'
 import {ldapType, ldapTypeWith} from '../../src/lib/tables/ldap.js'
 import {
-  createPostfixInstance, POSTMAP, PROJECT_BIN, PostfixInstance, requirePostfix, runCommand, sleep,
+  createPostfixInstance, POSTMAP, PROJECT_BIN, PostfixInstance, requirePostfix, runCommand, sleep, waitFor,
 } from '../helpers/postfix.js'
 import {theirsThenOurs} from '../helpers/compare.js'
 import {Slapd, startSlapd} from '../helpers/slapd.js'
@@ -480,3 +481,29 @@ async function waitForCount(count: () => Promise<number>, expected: number): Pro
   for (let i = 0; i < 100 && await count() !== expected; i++) await sleep(50)
   assert.equal(await count(), expected, 'the shared connection is closed with the last table')
 }
+
+test('identical lookups in flight are one search (counted in the log of a slapd with stats)', async () => {
+  const counted = await startSlapd({suffix: SUFFIX, rootDn: ROOT_DN, rootPw: ROOT_PW, databaseLines: ACL, stats: true})
+  try {
+    await counted.add(fixtures())
+    const file = writeTable(path.join(dir, 'counted.cf'), cfVariants(counted.url).uidcn)
+    const table = await ldapType.open(file, openOptions(quiet))
+    const searches = (key: string): number => counted.log.split('\n').filter((l) => l.includes(` SRCH `) && l.includes(`filter="(mail=${key})"`)).length
+    try {
+      // folded alike: one search; another key: its own
+      const answers = await Promise.all(['alice@example.com', 'ALICE@example.com', 'alice@EXAMPLE.COM', 'alice@example.com', 'bob@example.com']
+        .map((k) => Promise.resolve(table.lookup(k))))
+      assert.equal(new Set(answers.slice(0, 4)).size, 1)
+      assert.ok(answers[0] && answers[4] && answers[0] !== answers[4], String(answers))
+      await waitFor(() => searches('bob@example.com') === 1 || undefined, 20_000, () => `no search for bob in the slapd log:\n${counted.log}`)
+      assert.equal(searches('alice@example.com'), 1, counted.log)
+      // not kept: the next lookup searches again
+      await table.lookup('alice@example.com')
+      await waitFor(() => searches('alice@example.com') === 2 || undefined, 20_000, () => `no second search:\n${counted.log}`)
+    } finally {
+      await table.close?.()
+    }
+  } finally {
+    await counted.destroy()
+  }
+})

@@ -25,6 +25,8 @@ export interface SlapdOptions {
   globalLines?: string[]
   /** Also listen on ldaps://127.0.0.1:PORT (needs TLS settings in globalLines). */
   ldaps?: boolean
+  /** Log every operation (slapd's "stats" level) to `log`. */
+  stats?: boolean
 }
 
 export interface Slapd {
@@ -35,6 +37,8 @@ export interface Slapd {
   readonly ldapiPath: string
   readonly ldapiUrl: string
   readonly pid: number
+  /** What slapd wrote to stderr since it last started (every operation with `stats`). */
+  readonly log: string
   /** ldapadd the LDIF as the root DN. */
   add(ldif: string): Promise<void>
   /** SIGTERM our slapd (by pid) and wait for it to exit. */
@@ -101,12 +105,12 @@ export async function startSlapd(options: SlapdOptions): Promise<Slapd> {
     stderr = ''
     // -d: stay in the foreground, so the pid we hold is slapd's own. PM_SLAPD_DEBUG=256
     // (slapd's "stats" level) shows every operation on our stderr.
-    const debugLevel = process.env.PM_SLAPD_DEBUG
+    const debugLevel = process.env.PM_SLAPD_DEBUG ?? (options.stats ? '256' : undefined)
     const c = spawnTracked(SLAPD, ['-d', debugLevel ?? '0', '-f', conf, '-h', urls.join(' ')], {stdio: ['ignore', 'ignore', 'pipe']})
     child = c
     c.stderr?.on('data', (d: Buffer) => {
       stderr += d.toString()
-      if (debugLevel) process.stderr.write(d)
+      if (process.env.PM_SLAPD_DEBUG) process.stderr.write(d)
     })
     exited = new Promise((resolve) => c.once('exit', () => resolve()))
     for (let i = 0; i < 200; i++) {
@@ -130,6 +134,7 @@ export async function startSlapd(options: SlapdOptions): Promise<Slapd> {
     dir, port, ldapsPort, ldapiPath, ldapiUrl,
     url: `ldap://127.0.0.1:${port}`,
     get pid() { return child?.pid ?? 0 },
+    get log() { return stderr },
     async add(ldif: string): Promise<void> {
       const r = await runCommand(LDAPADD, ['-x', '-H', ldapiUrl, '-D', options.rootDn, '-w', options.rootPw], {input: ldif, timeoutMs: 60_000})
       if (r.code !== 0) throw new Error(`ldapadd failed (${r.code}): ${r.stderr}`)
