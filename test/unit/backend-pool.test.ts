@@ -25,73 +25,10 @@ import {DEFAULT_BACKEND_CONNECTION_LIMIT} from '../../src/lib/tables/backend-poo
 import {memcacheTypeWith} from '../../src/lib/tables/memcache.js'
 import {socketmapTypeWith} from '../../src/lib/tables/socketmap.js'
 import type {OpenOptions, Table} from '../../src/lib/tables/table.js'
+import {HeldSocketmap} from '../helpers/held-socketmap.js'
 import {waitFor} from '../helpers/postfix.js'
 
 let dir: string
-
-/** A socketmap server that answers "name key" with "OK name=key" ("TEMP ..." for key temp), only when told to. */
-class HeldSocketmap {
-  readonly server: net.Server
-  readonly requests: string[] = []
-  open = 0
-  mostAtOnce = 0
-  accepted = 0
-  private readonly held: (() => void)[] = []
-  holding = true
-
-  constructor(readonly socketPath: string) {
-    this.server = net.createServer((sock) => {
-      this.accepted++
-      this.mostAtOnce = Math.max(this.mostAtOnce, ++this.open)
-      sock.once('close', () => this.open--)
-      sock.on('error', () => {})
-      let buf = Buffer.alloc(0)
-      sock.on('data', (d: Buffer) => {
-        buf = Buffer.concat([buf, d])
-        for (;;) {
-          const colon = buf.indexOf(0x3a)
-          if (colon < 0) return
-          const len = Number(buf.subarray(0, colon).toString())
-          if (buf.length < colon + len + 2) return
-          const request = buf.subarray(colon + 1, colon + 1 + len).toString('latin1')
-          buf = buf.subarray(colon + len + 2)
-          this.requests.push(request)
-          const [name, key] = request.split(' ')
-          const reply = key === 'temp' ? 'TEMP try later' : `OK ${name}=${key}`
-          const answer = (): void => { sock.write(`${Buffer.byteLength(reply, 'latin1')}:${reply},`, 'latin1') }
-          if (this.holding) this.held.push(answer)
-          else answer()
-        }
-      })
-    })
-  }
-
-  listen(): Promise<void> {
-    return new Promise((resolve) => this.server.listen(this.socketPath, resolve))
-  }
-
-  /** Answer the requests held so far, oldest first; `count` of them, or all. */
-  answer(count = Infinity): void {
-    for (const a of this.held.splice(0, count)) a()
-  }
-
-  get heldCount(): number {
-    return this.held.length
-  }
-
-  /** Answer everything from now on. */
-  letGo(): void {
-    this.holding = false
-    this.answer()
-  }
-
-  reset(): void {
-    this.requests.length = 0
-    this.mostAtOnce = this.open
-    this.accepted = 0
-    this.holding = true
-  }
-}
 
 const servers: HeldSocketmap[] = []
 
@@ -126,7 +63,7 @@ before(() => {
 })
 
 after(async () => {
-  for (const s of servers) await new Promise((r) => s.server.close(r))
+  for (const s of servers) await s.close()
   fs.rmSync(dir, {recursive: true, force: true})
 })
 
