@@ -142,6 +142,8 @@ describe('proxymap stats', () => {
     denied = await pf.createTable('texthash', 'other', 'x y\n', {build: false})
     socketmap = `socketmap:inet:127.0.0.1:${await peer.listen()}:map`
     await pf.approve({read: [senders, virtual, socketmap], write: [senders]})
+    // Four backend connections at most, so that six lookups at once leave two queued.
+    await pf.postconf({proxymap_backend_connection_limit: '4'})
     await pf.startOurs(['--prometheus-listen', '127.0.0.1:0'])
     const m = await pf.waitForOurStderr(/ and (http:\/\/127\.0\.0\.1:\d+\/metrics) \(Prometheus\)/)
     metricsUrl = m[1]
@@ -339,7 +341,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
   })
 
   test('a backend pool: its connections, busy and queued requests, as Table.poolStats() has them', async () => {
-    // Six clients at once against a pool of at most four connections (STREAM_MAX_CONNECTIONS).
+    // Six clients at once with distinct keys against a pool of at most four connections.
     const clients = Array.from({length: 6}, (_, i) => pf.postmap(['-q', `key${i}`, `proxy:${socketmap}`], {timeoutMs: 60_000}))
     const pool = async () => table(service(await stats(), 'proxymap'), socketmap).pool
     await waitFor(async () => peer.waiting === 4 && (await pool())?.queued === 2, 30_000, () => `4 requests held by the peer (${peer.waiting}) and 2 queued`)
