@@ -6,7 +6,9 @@
 // in one call, so that a lookup crosses into C++ once.
 //
 //   PatternProgram(engine)                 engine: 0 POSIX regex, 1 PCRE2
-//     compile(pattern, flags) -> {index, groups} | {error, offset}
+//     compile(pattern, flags, jitKeyLimit) -> {index, groups} | {error, offset}
+//         jitKeyLimit (PCRE2): the longest key that PCRE2's JIT may match instead of the
+//         interpreter (-1: none), see src/lib/tables/pcre-work.ts
 //     setRules(rules: Int32Array, offsets: Int32Array)
 //         rules: RULE_FIELDS ints per rule: kind (0 match, 1 if, 2 endif), first pattern,
 //         first negated?, second pattern (-1: none), second negated?, largest $number,
@@ -19,6 +21,8 @@
 //     searchAsync(key, from) -> Promise<{rule, warnings, offsets, ns}>
 //         in a thread of the addon's own pool, with Postfix's own limits (PCRE2's
 //         defaults); ns: how long the search took there.
+//     interpreterWork(index, key) -> the smallest match limit under which the interpreter
+//         finishes (for tests of the bound in pcre-work.ts); -1: not even under the default
 //   casefold(bytes) -> bytes                ICU full case folding, U_FOLD_CASE_DEFAULT
 
 #include <napi.h>
@@ -202,6 +206,7 @@ class PatternProgram : public Napi::ObjectWrap<PatternProgram> {
       InstanceMethod("setRules", &PatternProgram::SetRules),
       InstanceMethod("search", &PatternProgram::Search),
       InstanceMethod("searchAsync", &PatternProgram::SearchAsync),
+      InstanceMethod("interpreterWork", &PatternProgram::InterpreterWork),
     });
   }
 
@@ -292,8 +297,21 @@ class PatternProgram : public Napi::ObjectWrap<PatternProgram> {
       return 0;
     }
     pcre2_match_data* md = data;
-    int rc = pcre2_match(pcre_[pattern], reinterpret_cast<PCRE2_SPTR>(key.data()), key.size(), 0, 0, md,
-                         sync ? syncContext_ : nullptr);
+    const auto subject = reinterpret_cast<PCRE2_SPTR>(key.data());
+    int rc;
+    if (jitKeyLimit_[pattern] >= 0 && key.size() <= static_cast<size_t>(jitKeyLimit_[pattern])) {
+      // On this key the interpreter stays far within its limits, so the JIT's answer is its.
+      rc = pcre2_jit_match(pcre_[pattern], subject, key.size(), 0, 0, md, sync ? syncContext_ : nullptr);
+      if (rc > 0) return wanted;
+      if (rc == PCRE2_ERROR_NOMATCH) return !wanted;
+      // The JIT's own limits (match limit, JIT stack) are not Postfix's: the interpreter decides.
+      if (sync) {
+        out.resume = ruleIndex;
+        return -1;
+      }
+    }
+    // PCRE2_NO_JIT: Postfix's pcre2_match() has no JIT code to use, whatever this pattern has.
+    rc = pcre2_match(pcre_[pattern], subject, key.size(), 0, PCRE2_NO_JIT, md, sync ? syncContext_ : nullptr);
     if (rc > 0) return wanted;
     if (rc == PCRE2_ERROR_NOMATCH) return !wanted;
     if (sync && (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT)) {
@@ -353,6 +371,7 @@ class PatternProgram : public Napi::ObjectWrap<PatternProgram> {
     }
     int error = 0;
     PCRE2_SIZE offset = 0;
+    const double jitKeyLimit = info.Length() > 2 ? info[2].As<Napi::Number>().DoubleValue() : -1;
     pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.c_str()), PCRE2_ZERO_TERMINATED, flags,
                                      &error, &offset, nullptr);
     if (code == nullptr) {
@@ -364,6 +383,8 @@ class PatternProgram : public Napi::ObjectWrap<PatternProgram> {
     pcre2_pattern_info(code, PCRE2_INFO_CAPTURECOUNT, &captures);
     if (static_cast<int>(captures) + 1 > maxPairs_) maxPairs_ = static_cast<int>(captures) + 1;
     pcre_.push_back(code);
+    const bool jit = jitKeyLimit >= 0 && pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+    jitKeyLimit_.push_back(jit ? static_cast<int64_t>(jitKeyLimit) : -1);
     result.Set("groups", Napi::Number::New(env, captures));
     result.Set("index", Napi::Number::New(env, static_cast<double>(pcre_.size() - 1)));
     return result;
@@ -393,6 +414,36 @@ class PatternProgram : public Napi::ObjectWrap<PatternProgram> {
       syncData_ = pcre2_match_data_create(static_cast<uint32_t>(maxPairs_), nullptr);
     }
     return env.Undefined();
+  }
+
+  Napi::Value InterpreterWork(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (engine_ != ENGINE_PCRE) throw Napi::Error::New(env, "interpreterWork: not a pcre program");
+    uint32_t index = info[0].As<Napi::Number>().Uint32Value();
+    if (index >= pcre_.size()) throw Napi::RangeError::New(env, "no such pattern");
+    std::string key = latin1Arg(info, 1);
+    truncateAtNul(key);
+    pcre2_match_data* md = pcre2_match_data_create_from_pattern(pcre_[index], nullptr);
+    pcre2_match_context* context = pcre2_match_context_create(nullptr);
+    auto finishes = [&](uint32_t limit) {
+      pcre2_set_match_limit(context, limit);
+      int rc = pcre2_match(pcre_[index], reinterpret_cast<PCRE2_SPTR>(key.data()), key.size(), 0, PCRE2_NO_JIT, md,
+                           context);
+      return rc != PCRE2_ERROR_MATCHLIMIT;
+    };
+    uint32_t low = 1, high = 10'000'000;
+    int64_t answer = -1;
+    if (finishes(high)) {
+      while (low < high) {
+        uint32_t mid = low + (high - low) / 2;
+        if (finishes(mid)) high = mid;
+        else low = mid + 1;
+      }
+      answer = low;
+    }
+    pcre2_match_context_free(context);
+    pcre2_match_data_free(md);
+    return Napi::Number::New(env, static_cast<double>(answer));
   }
 
   Napi::Value Search(const Napi::CallbackInfo& info) {
@@ -438,6 +489,7 @@ class PatternProgram : public Napi::ObjectWrap<PatternProgram> {
   int engine_ = ENGINE_POSIX;
   std::vector<std::unique_ptr<PosixPattern>> posix_;
   std::vector<pcre2_code*> pcre_;
+  std::vector<int64_t> jitKeyLimit_;
   std::vector<Rule> rules_;
   int maxSub_ = 0;
   int maxPairs_ = 1;

@@ -130,9 +130,10 @@ export interface NativeSearchResult {
 export interface NativePatternProgram {
   /**
    * Compile a pattern with the engine's flags (REG_* or PCRE2_* options): its index and
-   * number of groups, or the engine's error text (and, for PCRE2, the offset).
+   * number of groups, or the engine's error text (and, for PCRE2, the offset). PCRE2:
+   * keys up to `jitKeyLimit` bytes are matched by the JIT (default -1: never).
    */
-  compile(pattern: string, flags: number): {index: number; groups: number} | {error: string; offset?: number}
+  compile(pattern: string, flags: number, jitKeyLimit?: number): {index: number; groups: number} | {error: string; offset?: number}
   /**
    * The table's rules, 7 ints each: kind (0 match, 1 IF, 2 ENDIF), first pattern, first
    * negated (0/1), second pattern (-1: none), second negated, largest $number, ENDIF index
@@ -146,6 +147,8 @@ export interface NativePatternProgram {
   search(key: string, from: number): number | NativeSearchResult
   /** The same search in one of the addon's threads, without bounds other than Postfix's own. */
   searchAsync(key: string, from: number): Promise<NativeSearchResult>
+  /** PCRE2 only, for tests: the smallest match limit under which the interpreter finishes on `key` (-1: none up to the default). */
+  interpreterWork(index: number, key: string): number
 }
 
 export interface PostfixNative {

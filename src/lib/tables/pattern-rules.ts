@@ -358,6 +358,8 @@ export interface ExpressionSyntax {
   getPattern(line: string, pos: number, where: string, warn: Warn): {pattern: PatternText; pos: number} | undefined
   /** The warning for a pattern that the engine does not compile. */
   compileError(where: string, error: {error: string; offset?: number}): string
+  /** The longest key that the engine's JIT may match for this pattern (-1 or absent: never). */
+  jitKeyLimit?(pattern: PatternText): number
   /** A line that is a pattern rule (not a statement). */
   parseMatch(line: string, where: string, dictFlags: number, warn: Warn, compile: CompilePattern): Promise<ExpressionMatchRule | undefined>
 }
@@ -381,7 +383,7 @@ export async function loadExpressionRules(name: string, content: string, dictFla
   const warn = (message: string): void => log.warning(message)
   const program = new (patternEngines().PatternProgram)(syntax.engine)
   const compile: CompilePattern = (pattern, where) => {
-    const compiled = program.compile(pattern.text, pattern.flags)
+    const compiled = program.compile(pattern.text, pattern.flags, syntax.jitKeyLimit?.(pattern) ?? -1)
     if ('error' in compiled) {
       warn(syntax.compileError(where, compiled))
       return undefined

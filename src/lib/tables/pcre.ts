@@ -3,9 +3,12 @@
 // default compile context) with CASELESS|DOTALL by default, the flags after the closing
 // delimiter toggling i m s x A E U (X is ignored with a warning), and matched by
 // pcre2_match() with PCRE2's default match, depth and heap limits; a match error is
-// Postfix's warning and counts as no match. Through the native addon (native/patterns.cc).
+// Postfix's warning and counts as no match. Through the native addon (native/patterns.cc),
+// which matches with PCRE2's JIT where that provably gives the interpreter's answer
+// (pcre-work.ts).
 
 import {isSpaceChar} from '../util/chars.js'
+import {jitKeyLimit} from './pcre-work.js'
 import {TableType} from './table.js'
 import {
   expressionTableType, type ExpressionMatchRule, type ExpressionSyntax, parseRuleReplacement, PATTERN_ENGINE,
@@ -67,4 +70,5 @@ export const pcreType: TableType = expressionTableType({
   getPattern,
   compileError: (where, {error, offset}) => `${where}: error in regex at offset ${offset}: ${error}`,
   parseMatch,
+  jitKeyLimit: (pattern) => jitKeyLimit(pattern.text, (pattern.flags & patternEngines().patternConstants.PCRE2_EXTENDED) !== 0),
 })
