@@ -455,10 +455,42 @@ const RULE_FIELDS = 7
 const RULE_KIND = {match: 0, if: 1, endif: 2} as const
 /**
  * A table whose searches cost more than this on average is searched in the addon's
- * threads from the start: the main thread stays free, and several clients' lookups run
- * on several CPUs at once, as they do in Postfix's several proxymap processes.
+ * threads from the start unless the main thread is idle: the main thread stays free for
+ * other clients, and several clients' lookups run on several CPUs at once, as they do in
+ * Postfix's several proxymap processes.
  */
 const IN_THREAD_ABOVE_NS = 50_000
+
+/**
+ * Whether a search of a table that is slow on average may run on the main thread: only
+ * when lookups do not overlap, that is no search is under way in the addon's threads,
+ * none ran on the main thread earlier in this turn of the event loop (other clients'
+ * requests, read while it ran, wait for it there), and neither was the case for any lookup
+ * in the last CONTENTION_MEMORY_MS. Then one client is answered without the two thread
+ * switches of a search elsewhere, and several clients keep several CPUs busy (a search on
+ * the main thread would hold back the answers of the others' searches meanwhile).
+ */
+let searchesInThreads = 0
+let searchedThisTurn = false
+let contendedAt = -Infinity
+const CONTENTION_MEMORY_MS = 100
+
+function mainThreadIsIdle(): boolean {
+  const now = performance.now()
+  if (searchesInThreads > 0 || searchedThisTurn) {
+    contendedAt = now
+    return false
+  }
+  return now - contendedAt > CONTENTION_MEMORY_MS
+}
+
+function noteMainThreadSearch(): void {
+  if (searchedThisTurn) return
+  searchedThisTurn = true
+  setImmediate(() => {
+    searchedThisTurn = false
+  })
+}
 
 /**
  * A regexp or pcre table: its rules compiled into one native program, so that a lookup is
@@ -493,7 +525,10 @@ export class ExpressionTable extends PatternTable {
 
   lookup(key: string): string | undefined | Promise<string | undefined> {
     if (this.flags & DICT_FLAG.FOLD_MUL) key = lowercaseAscii(key)
-    if (this.averageNs > IN_THREAD_ABOVE_NS) return this.searchInThread(key, 0)
+    if (this.averageNs > IN_THREAD_ABOVE_NS) {
+      if (!mainThreadIsIdle()) return this.searchInThread(key, 0)
+      noteMainThreadSearch()
+    }
     const started = performance.now()
     const found = this.program.search(key, 0)
     this.account((performance.now() - started) * 1e6)
@@ -505,7 +540,11 @@ export class ExpressionTable extends PatternTable {
   }
 
   private searchInThread(key: string, from: number): Promise<string | undefined> {
-    return this.program.searchAsync(key, from).then((found) => {
+    const pending = this.program.searchAsync(key, from)
+    searchesInThreads++
+    return pending.finally(() => {
+      searchesInThreads--
+    }).then((found) => {
       this.account(found.ns as number)
       this.warnAll(found.warnings)
       this.failIfUnfinished(found)
