@@ -9,6 +9,8 @@
 //     compile(pattern, flags, jitKeyLimit) -> {index, groups} | {error, offset}
 //         jitKeyLimit (PCRE2): the longest key that PCRE2's JIT may match instead of the
 //         interpreter (-1: none), see src/lib/tables/pcre-work.ts
+//     compile(pattern, flags, -1, requiredTexts) (POSIX): NUL-separated texts that every match
+//         contains (src/lib/tables/regexp-literal.ts); a key without one is no match, without regexec()
 //     setRules(rules: Int32Array, offsets: Int32Array)
 //         rules: RULE_FIELDS ints per rule: kind (0 match, 1 if, 2 endif), first pattern,
 //         first negated?, second pattern (-1: none), second negated?, largest $number,
@@ -131,6 +133,9 @@ struct SearchResult {
 struct PosixPattern {
   regex_t re;
   bool backrefs;
+  // Every match contains each of them (ASCII lowercase when icase).
+  std::vector<std::string> literals;
+  bool icase = false;
   // Held across IsolatedRegexec()'s fork: no other thread is inside regexec() on this
   // pattern (holding its internal lock) when the child is made.
   mutable std::mutex isolation;
@@ -234,7 +239,14 @@ class PatternProgram : public Napi::ObjectWrap<PatternProgram> {
     const int64_t start = sync ? nowNs() : 0;
     std::vector<regmatch_t> pmatch(engine_ == ENGINE_POSIX ? maxSub_ + 1 : 0);
     std::optional<CLocaleScope> locale;
-    if (engine_ == ENGINE_POSIX) locale.emplace();
+    std::string folded;
+    if (engine_ == ENGINE_POSIX) {
+      locale.emplace();
+      // REG_ICASE in the C locale folds ASCII letters only.
+      folded = key;
+      for (char& c : folded)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
     const int count = static_cast<int>(rules_.size());
     for (int i = from; i < count; i++) {
       if (sync && i > from && nowNs() - start > SYNC_BUDGET_NS) {
@@ -243,11 +255,11 @@ class PatternProgram : public Napi::ObjectWrap<PatternProgram> {
       }
       const Rule& rule = rules_[i];
       if (rule.kind == RULE_MATCH) {
-        int holds = Matches(rule.first, !rule.firstNegated, key, rule.maxSub, sync, data, pmatch, i, out);
+        int holds = Matches(rule.first, !rule.firstNegated, key, folded, rule.maxSub, sync, data, pmatch, i, out);
         if (holds < 0) return;
         if (!holds) continue;
         if (rule.second >= 0) {
-          holds = Matches(rule.second, !rule.secondNegated, key, 0, sync, nullptr, pmatch, i, out);
+          holds = Matches(rule.second, !rule.secondNegated, key, folded, 0, sync, nullptr, pmatch, i, out);
           if (holds < 0) return;
           if (!holds) continue;
         }
@@ -257,7 +269,7 @@ class PatternProgram : public Napi::ObjectWrap<PatternProgram> {
         return;
       }
       if (rule.kind == RULE_IF) {
-        int holds = Matches(rule.first, !rule.firstNegated, key, 0, sync, data, pmatch, i, out);
+        int holds = Matches(rule.first, !rule.firstNegated, key, folded, 0, sync, data, pmatch, i, out);
         if (holds < 0) return;
         if (holds) continue;
         if (rule.endif < 0) return;
@@ -272,10 +284,16 @@ class PatternProgram : public Napi::ObjectWrap<PatternProgram> {
  private:
   // 1: the pattern gives `wanted`; 0: it does not (or failed, with a warning); -1: the
   // search must go on in a worker thread from this rule (out.resume is set).
-  int Matches(int pattern, bool wanted, const std::string& key, int maxSub, bool sync, pcre2_match_data* data,
-              std::vector<regmatch_t>& pmatch, int ruleIndex, SearchResult& out) const {
+  int Matches(int pattern, bool wanted, const std::string& key, const std::string& folded, int maxSub, bool sync,
+              pcre2_match_data* data, std::vector<regmatch_t>& pmatch, int ruleIndex, SearchResult& out) const {
     if (engine_ == ENGINE_POSIX) {
       const PosixPattern& p = *posix_[pattern];
+      // Without back-references regexec() cannot fail: a key without a text is REG_NOMATCH.
+      if (!p.backrefs) {
+        const std::string& subject = p.icase ? folded : key;
+        for (const std::string& text : p.literals)
+          if (memmem(subject.data(), subject.size(), text.data(), text.size()) == nullptr) return !wanted;
+      }
       if (sync && (p.backrefs || key.size() > SYNC_POSIX_KEY_LIMIT)) {
         out.resume = ruleIndex;
         return -1;
@@ -363,6 +381,17 @@ class PatternProgram : public Napi::ObjectWrap<PatternProgram> {
           if (pattern[i + 1] >= '1' && pattern[i + 1] <= '9') p->backrefs = true;
           i++;
         }
+      }
+      p->icase = (flags & REG_ICASE) != 0;
+      const std::string texts = info.Length() > 3 ? latin1Arg(info, 3) : std::string();
+      for (size_t start = 0; start < texts.size();) {
+        size_t end = std::min(texts.find('\0', start), texts.size());
+        std::string text = texts.substr(start, end - start);
+        if (p->icase)
+          for (char& c : text)
+            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+        if (!text.empty()) p->literals.push_back(std::move(text));
+        start = end + 1;
       }
       result.Set("groups", Napi::Number::New(env, static_cast<double>(p->re.re_nsub)));
       posix_.push_back(std::move(p));

@@ -131,9 +131,12 @@ export interface NativePatternProgram {
   /**
    * Compile a pattern with the engine's flags (REG_* or PCRE2_* options): its index and
    * number of groups, or the engine's error text (and, for PCRE2, the offset). PCRE2:
-   * keys up to `jitKeyLimit` bytes are matched by the JIT (default -1: never).
+   * keys up to `jitKeyLimit` bytes are matched by the JIT (default -1: never). POSIX: a
+   * key without one of `requiredTexts` (NUL-separated texts that every match contains) is
+   * no match, without regexec().
    */
-  compile(pattern: string, flags: number, jitKeyLimit?: number): {index: number; groups: number} | {error: string; offset?: number}
+  compile(pattern: string, flags: number, jitKeyLimit?: number, requiredTexts?: string):
+    {index: number; groups: number} | {error: string; offset?: number}
   /**
    * The table's rules, 7 ints each: kind (0 match, 1 IF, 2 ENDIF), first pattern, first
    * negated (0/1), second pattern (-1: none), second negated, largest $number, ENDIF index

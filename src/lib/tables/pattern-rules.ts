@@ -360,6 +360,8 @@ export interface ExpressionSyntax {
   compileError(where: string, error: {error: string; offset?: number}): string
   /** The longest key that the engine's JIT may match for this pattern (-1 or absent: never). */
   jitKeyLimit?(pattern: PatternText): number
+  /** Texts that every match of this pattern contains (none or absent: unknown). */
+  requiredTexts?(pattern: PatternText): string[]
   /** A line that is a pattern rule (not a statement). */
   parseMatch(line: string, where: string, dictFlags: number, warn: Warn, compile: CompilePattern): Promise<ExpressionMatchRule | undefined>
 }
@@ -383,7 +385,7 @@ export async function loadExpressionRules(name: string, content: string, dictFla
   const warn = (message: string): void => log.warning(message)
   const program = new (patternEngines().PatternProgram)(syntax.engine)
   const compile: CompilePattern = (pattern, where) => {
-    const compiled = program.compile(pattern.text, pattern.flags, syntax.jitKeyLimit?.(pattern) ?? -1)
+    const compiled = program.compile(pattern.text, pattern.flags, syntax.jitKeyLimit?.(pattern) ?? -1, (syntax.requiredTexts?.(pattern) ?? []).join('\0'))
     if ('error' in compiled) {
       warn(syntax.compileError(where, compiled))
       return undefined

@@ -2,9 +2,12 @@
 // regexp_table(5)). As Postfix, each pattern is compiled with the C library's regcomp() in
 // the C locale (REG_EXTENDED|REG_ICASE by default; the i, m and x flags toggle REG_ICASE,
 // REG_NEWLINE and REG_EXTENDED; REG_NOSUB where no $number needs the groups) and the key
-// is matched by regexec() as bytes, through the native addon (native/patterns.cc).
+// is matched by regexec() as bytes, through the native addon (native/patterns.cc), which
+// answers "no match" without regexec() for a key that lacks a text every match contains
+// (regexp-literal.ts).
 
 import {isSpaceChar} from '../util/chars.js'
+import {requiredTexts} from './regexp-literal.js'
 import {TableType} from './table.js'
 import {
   expressionTableType, type ExpressionMatchRule, type ExpressionSyntax, parseRuleReplacement, PATTERN_ENGINE,
@@ -75,4 +78,5 @@ export const regexpType: TableType = expressionTableType({
   getPattern,
   compileError: (where, {error}) => `${where}: ${error}`,
   parseMatch,
+  requiredTexts: (pattern) => requiredTexts(pattern.text, (pattern.flags & patternEngines().patternConstants.REG_EXTENDED) !== 0),
 })
