@@ -10,7 +10,7 @@
 //   Db: get(key) put(key, value, noOverwrite) del(key) sync() fd() cursor() close()
 //   Cursor: get(first) close()
 //   lmdbOpen(path, readOnly, mapSize) -> LmdbEnv
-//   LmdbEnv: begin(readOnly) setMapSize(size) mapSize() maxKeySize() fd() sync() seek(after)
+//   LmdbEnv: begin(readOnly) get(key) setMapSize(size) mapSize() maxKeySize() fd() sync() seek(after)
 //            seekBatch(after, maxEntries, maxBytes) lastTxnId()
 //            releaseMap() close()
 //   LmdbTxn: get(key) put(key, value, noOverwrite) del(key) cursorGet(op, key) commit() abort()
@@ -491,6 +491,7 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv>, public WatchedFile {
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "LmdbEnv", {
       InstanceMethod("begin", &LmdbEnv::Begin),
+      InstanceMethod("get", &LmdbEnv::Get),
       InstanceMethod("setMapSize", &LmdbEnv::SetMapSize),
       InstanceMethod("mapSize", &LmdbEnv::MapSize),
       InstanceMethod("maxKeySize", &LmdbEnv::MaxKeySize),
@@ -679,6 +680,40 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv>, public WatchedFile {
     pair.Set(1u, CopyOutGuarded(env, v, step));
     CheckUnchanged(env, step);
     return pair;
+  }
+
+  // get(key): mdb_get() in a read-only transaction of its own, begun and ended within the
+  // call: the value (a Buffer), or undefined (MDB_NOTFOUND). A lookup then costs one call
+  // and no transaction object for the garbage collector to finalize.
+  Napi::Value Get(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    MDB_env* e = Live(env);
+    std::string key = bytesArg(info, 0);
+    ThrowIfStale(env, "mdb_txn_begin");
+    MDB_txn* txn = nullptr;
+    int ret = 0;
+    const char* step = "mdb_txn_begin";
+    MDB_val k = valOf(key), v{};
+    int sig = CatchingFaults([&] {
+      if ((ret = mdb_txn_begin(e, nullptr, MDB_RDONLY, &txn)) != 0) return;
+      step = "mdb_get";
+      ret = mdb_get(txn, dbi_, &k, &v);
+    });
+    struct Ending {  // the value is copied out before the transaction ends
+      MDB_txn*& txn;
+      ~Ending() {
+        if (txn) mdb_txn_abort(txn);
+      }
+    } ending{txn};
+    if (sig != 0) Faulted(env, sig, step);
+    if (ret != 0) {
+      CheckUnchanged(env, step);  // the error of a changed file is its change
+      if (ret == MDB_NOTFOUND) return env.Undefined();
+      throw mdbError(env, ret, step);
+    }
+    Napi::Value value = CopyOutGuarded(env, v, step);
+    CheckUnchanged(env, step);
+    return value;
   }
 
   // lastTxnId(): the id of the last committed transaction as the file's meta pages say

@@ -290,7 +290,7 @@ export class LmdbTable implements Table {
     key = this.fold(key)
     return this.locked('shared', () => {
       const get = (k: string): Buffer | undefined =>
-        k.length === 0 ? undefined : this.transaction(false, (txn) => txn.get(bytes(k)))
+        k.length === 0 ? undefined : this.recovering(() => this.env.get(bytes(k)))
       try {
         const found = tryNulConventions(this, key, get)
         return found ? text(found) : undefined
