@@ -67,6 +67,20 @@ const ULONG_MAX = (1n << 64n) - 1n
  * "99999999999999999999" are 4294967295, "4294967296" is 0 (measured on 3.7 and 3.11).
  */
 export function parsePostfixUnsigned(text: string): number | undefined {
+  // What every real client sends: up to 9 plain digits, which cannot wrap.
+  if (text.length > 0 && text.length <= 9) {
+    let n = 0
+    for (let i = 0; i < text.length; i++) {
+      const digit = text.charCodeAt(i) - 48
+      if (digit < 0 || digit > 9) return parseWrapping(text)
+      n = n * 10 + digit
+    }
+    return n
+  }
+  return parseWrapping(text)
+}
+
+function parseWrapping(text: string): number | undefined {
   const m = /^[ \t\n\v\f\r]*([+-]?)([0-9]+)$/.exec(text)
   if (!m) return undefined
   const magnitude = BigInt(m[2])
