@@ -10,7 +10,7 @@
 //   Db: get(key) put(key, value, noOverwrite) del(key) sync() fd() cursor() close()
 //   Cursor: get(first) close()
 //   lmdbOpen(path, readOnly, mapSize) -> LmdbEnv
-//   LmdbEnv: begin(readOnly) get(key) setMapSize(size) mapSize() maxKeySize() fd() sync() seek(after)
+//   LmdbEnv: begin(readOnly) lookup(key) setMapSize(size) mapSize() maxKeySize() fd() sync() seek(after)
 //            seekBatch(after, maxEntries, maxBytes) lastTxnId()
 //            releaseMap() close()
 //   LmdbTxn: get(key) put(key, value, noOverwrite) del(key) cursorGet(op, key) commit() abort()
@@ -68,6 +68,20 @@ std::string bytesArg(const Napi::CallbackInfo& info, size_t i) {
   if (!info[i].IsBuffer()) throw Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " must be a Buffer");
   auto buf = info[i].As<Napi::Buffer<char>>();
   return std::string(buf.Data(), buf.Length());
+}
+
+// A byte string argument (one char per byte, as the JavaScript side carries Postfix's
+// strings), read without a Buffer made for the call.
+std::string byteStringArg(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsString()) throw Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " must be a string");
+  size_t length = 0;
+  napi_status status = napi_get_value_string_latin1(info.Env(), info[i], nullptr, 0, &length);
+  NAPI_THROW_IF_FAILED(info.Env(), status, std::string());
+  std::string bytes(length + 1, '\0');
+  status = napi_get_value_string_latin1(info.Env(), info[i], &bytes[0], bytes.size(), &length);
+  NAPI_THROW_IF_FAILED(info.Env(), status, std::string());
+  bytes.resize(length);
+  return bytes;
 }
 
 Napi::Value copyOut(Napi::Env env, const DBT& dbt) {
@@ -491,7 +505,7 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv>, public WatchedFile {
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "LmdbEnv", {
       InstanceMethod("begin", &LmdbEnv::Begin),
-      InstanceMethod("get", &LmdbEnv::Get),
+      InstanceMethod("lookup", &LmdbEnv::Lookup),
       InstanceMethod("setMapSize", &LmdbEnv::SetMapSize),
       InstanceMethod("mapSize", &LmdbEnv::MapSize),
       InstanceMethod("maxKeySize", &LmdbEnv::MaxKeySize),
@@ -682,13 +696,14 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv>, public WatchedFile {
     return pair;
   }
 
-  // get(key): mdb_get() in a read-only transaction of its own, begun and ended within the
-  // call: the value (a Buffer), or undefined (MDB_NOTFOUND). A lookup then costs one call
-  // and no transaction object for the garbage collector to finalize.
-  Napi::Value Get(const Napi::CallbackInfo& info) {
+  // lookup(key): mdb_get() of the byte string `key` in a read-only transaction begun and
+  // ended within the call (a lookup makes no transaction object for the garbage collector
+  // to finalize): the value as Postfix reads it, a C string (up to its first NUL) of one
+  // char per byte, or undefined (MDB_NOTFOUND).
+  Napi::Value Lookup(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     MDB_env* e = Live(env);
-    std::string key = bytesArg(info, 0);
+    std::string key = byteStringArg(info, 0);
     ThrowIfStale(env, "mdb_txn_begin");
     MDB_txn* txn = nullptr;
     int ret = 0;
@@ -711,9 +726,19 @@ class LmdbEnv : public Napi::ObjectWrap<LmdbEnv>, public WatchedFile {
       if (ret == MDB_NOTFOUND) return env.Undefined();
       throw mdbError(env, ret, step);
     }
-    Napi::Value value = CopyOutGuarded(env, v, step);
+    if (!Plausible(v)) {
+      stale_ = true;
+      throw mdbError(env, MDB_CORRUPTED, step);
+    }
+    std::string copy(v.mv_size, '\0');  // allocated before the guard, which must not allocate
+    char* to = &copy[0];
+    sig = CatchingFaults([&] { memcpy(to, v.mv_data, v.mv_size); });
+    if (sig != 0) Faulted(env, sig, step);
     CheckUnchanged(env, step);
-    return value;
+    napi_value text;
+    napi_status status = napi_create_string_latin1(env, copy.data(), strnlen(copy.data(), copy.size()), &text);
+    NAPI_THROW_IF_FAILED(env, status, Napi::Value());
+    return Napi::Value(env, text);
   }
 
   // lastTxnId(): the id of the last committed transaction as the file's meta pages say

@@ -74,8 +74,11 @@ export interface NativeLmdbTxn {
 export interface NativeLmdbEnv {
   /** mdb_txn_begin(), MDB_RDONLY when readOnly. */
   begin(readOnly: boolean): NativeLmdbTxn
-  /** mdb_get() in a read-only transaction begun and ended within the call; undefined when not found. */
-  get(key: Buffer): Buffer | undefined
+  /**
+   * mdb_get() of a byte string in a read-only transaction begun and ended within the call:
+   * the value up to its first NUL (a C string, one char per byte), undefined when not found.
+   */
+  lookup(key: string): string | undefined
   /** mdb_env_set_mapsize(): no transaction may be active; 0 adopts the file's own size. */
   setMapSize(size: number): void
   /** The current map size (mdb_env_info()). */

@@ -42,17 +42,20 @@ export function withNulDefaults(dictFlags: number): number {
  * A lookup or delete as Postfix does it: `attempt` the key with a trailing NUL, then
  * without, as the table's flags allow; the convention that first finds the key is the
  * only one tried from then on (the table's flags lose the other). The result is the
- * last attempt's (undefined when none was allowed).
+ * last attempt's (undefined when none was allowed). `isFound` tells a result that found the
+ * key: by default any truthy one; a lookup that answers text passes one that takes an
+ * empty value for found.
  */
-export function tryNulConventions<T>(table: {flags: number}, key: string, attempt: (k: string) => T): T | undefined {
+export function tryNulConventions<T>(table: {flags: number}, key: string, attempt: (k: string) => T,
+  isFound: (result: T | undefined) => boolean = Boolean): T | undefined {
   let found: T | undefined
   if (table.flags & DICT_FLAG.TRY1NULL) {
     found = attempt(key + '\0')
-    if (found) table.flags &= ~DICT_FLAG.TRY0NULL
+    if (isFound(found)) table.flags &= ~DICT_FLAG.TRY0NULL
   }
-  if (!found && (table.flags & DICT_FLAG.TRY0NULL)) {
+  if (!isFound(found) && (table.flags & DICT_FLAG.TRY0NULL)) {
     found = attempt(key)
-    if (found) table.flags &= ~DICT_FLAG.TRY1NULL
+    if (isFound(found)) table.flags &= ~DICT_FLAG.TRY1NULL
   }
   return found
 }

@@ -65,7 +65,7 @@ import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
 import {FileStamp, fileChanged, pathBytes, stampOf} from './source-file.js'
 import {
   bytes, GroupCommit, loadAddon, PendingWrite, noOverwrite, nulForUpdate, ownSequenceState, reasonOf, runLocked, setTableLock, settleDuplicate,
-  stampOfFd, text, tryNulConventions, warnIfOlderThanSource, withNulDefaults,
+  stampOfFd, tryNulConventions, warnIfOlderThanSource, withNulDefaults,
 } from './file-db.js'
 import {OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableLog, TableType} from './table.js'
 
@@ -289,11 +289,10 @@ export class LmdbTable implements Table {
   lookup(key: string): string | undefined | Promise<string | undefined> {
     key = this.fold(key)
     return this.locked('shared', () => {
-      const get = (k: string): Buffer | undefined =>
-        k.length === 0 ? undefined : this.recovering(() => this.env.get(bytes(k)))
+      const get = (k: string): string | undefined =>
+        k.length === 0 ? undefined : this.recovering(() => this.env.lookup(k))
       try {
-        const found = tryNulConventions(this, key, get)
-        return found ? text(found) : undefined
+        return tryNulConventions(this, key, get, (value) => value !== undefined)
       } catch (err) {
         this.fail('error reading', err)
       }
