@@ -115,11 +115,15 @@ export class AttrDecoder {
   }
 
   private decode(chunk: Buffer, messages: AttrList[]): void {
+    // The strings a chunk completes are cut from one conversion of it (up to its last NUL),
+    // not searched for and converted by a native call each.
+    const last = chunk.lastIndexOf(0)
+    const text = last > 0 ? chunk.toString('latin1', 0, last) : ''
     let start = 0
-    for (;;) {
-      const nul = chunk.indexOf(0, start)
-      if (nul < 0) break
-      const piece = this.takeString(chunk, start, nul)
+    while (start <= last) {
+      const next = text.indexOf('\0', start)
+      const nul = next < 0 ? last : next
+      const piece = this.takeString(text, start, nul)
       start = nul + 1
       this.messageBytes += piece.length + 1
       this.checkMessageSize()
@@ -159,19 +163,20 @@ export class AttrDecoder {
     this.partialBytes = needed
   }
 
-  private takeString(chunk: Buffer, start: number, end: number): string {
+  /** The string of bytes start..end of the chunk `text` was converted from, after what is kept of it. */
+  private takeString(text: string, start: number, end: number): string {
     if (this.partialBytes === 0) {
       if (end - start > this.limits.maxStringBytes)
         throw new AttrFramingError(`attribute longer than ${this.limits.maxStringBytes} bytes`)
-      return chunk.toString('latin1', start, end)
+      return text.slice(start, end)
     }
     if (this.partialBytes + (end - start) > this.limits.maxStringBytes)
       throw new AttrFramingError(`attribute longer than ${this.limits.maxStringBytes} bytes`)
-    const text = this.partial.toString('latin1', 0, this.partialBytes) + chunk.toString('latin1', start, end)
+    const joined = this.partial.toString('latin1', 0, this.partialBytes) + text.slice(start, end)
     this.partialBytes = 0
     // A long string's buffer is not kept for the rest of the connection.
     if (this.partial.length > 4096) this.partial = Buffer.alloc(0)
-    return text
+    return joined
   }
 
   private checkMessageSize(): void {
