@@ -333,7 +333,7 @@ export class ProxymapService {
     if (isPromise(found)) {
       return found.then(f => {
         if (typeof f === 'number') return {status: f}
-        const reply = this.applyInUse(req, f, session, started)
+        const reply = this.applyInUse(req, f, session, started, Date.now())
         if (isPromise(reply)) return reply
         // handle() has returned long ago: count it here.
         this.takeAnsweredBy()
@@ -341,7 +341,7 @@ export class ProxymapService {
         return reply
       })
     }
-    return this.applyInUse(req, found, session, started)
+    return this.applyInUse(req, found, session, started, now)
   }
 
   private takeAnsweredBy(): OpenTable | undefined {
@@ -354,9 +354,9 @@ export class ProxymapService {
    * apply(), with the instance marked in use until the outcome is known. An outcome that
    * comes later is counted here; a synchronous one by the caller, through answeredBy.
    */
-  private applyInUse(req: ProxyRequest, entry: OpenTable, session: ClientSession, started: number): Outcome<ProxyReply> {
+  private applyInUse(req: ProxyRequest, entry: OpenTable, session: ClientSession, started: number, now: number): Outcome<ProxyReply> {
     entry.users++
-    entry.lastUsed = Date.now()
+    entry.lastUsed = now
     let outcome: Outcome<ProxyReply>
     try {
       outcome = this.apply(req, entry, session)
