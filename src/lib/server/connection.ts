@@ -246,7 +246,12 @@ export function serveConnection(socket: net.Socket, service: ProxymapService, op
     }
     if (messages.length > 0) {
       for (const m of messages) backlog.push(m)
+      // The replies to requests that arrived together leave in one write (end() flushes
+      // them first when one of those requests ends the connection).
+      const together = messages.length > 1
+      if (together) socket.cork()
       drain()
+      if (together) socket.uncork()
     }
   })
   socket.on('drain', updateFlow)
