@@ -13,7 +13,7 @@
 //   LmdbEnv: begin(readOnly) lookup(key) setMapSize(size) mapSize() maxKeySize() fd() sync() seek(after)
 //            seekBatch(after, maxEntries, maxBytes) lastTxnId()
 //            releaseMap() close()
-//   LmdbTxn: get(key) put(key, value, noOverwrite) del(key) cursorGet(op, key) commit() abort()
+//   LmdbTxn: put(key, value, noOverwrite) del(key) cursorGet(op, key) commit() abort()
 //   flock(fd, op) fcntlLock(fd, type, wait) chroot(path) setsid()
 //   dgramConnect(path) -> fd   dgramSend(fd, bytes)   (AF_UNIX datagrams: the postlog service)
 //
@@ -885,7 +885,6 @@ class LmdbTxn : public Napi::ObjectWrap<LmdbTxn> {
 
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "LmdbTxn", {
-      InstanceMethod("get", &LmdbTxn::Get),
       InstanceMethod("put", &LmdbTxn::Put),
       InstanceMethod("del", &LmdbTxn::Del),
       InstanceMethod("cursorGet", &LmdbTxn::CursorGet),
@@ -950,27 +949,6 @@ class LmdbTxn : public Napi::ObjectWrap<LmdbTxn> {
     Detach();
     owner_ = owner;
     Release();
-  }
-
-  // get(key): the value, or undefined (MDB_NOTFOUND).
-  Napi::Value Get(const Napi::CallbackInfo& info) {
-    MDB_txn* txn = Live(info.Env());
-    std::string key = bytesArg(info, 0);
-    MDB_val k = valOf(key), v{};
-    int ret = 0;
-    int sig = CatchingFaults([&] { ret = mdb_get(txn, dbi_, &k, &v); });
-    if (sig != 0) owner_->Faulted(info.Env(), sig, "mdb_get");
-    if (ret == MDB_NOTFOUND) {
-      owner_->CheckUnchanged(info.Env(), "mdb_get");
-      return info.Env().Undefined();
-    }
-    if (ret != 0) {
-      owner_->CheckUnchanged(info.Env(), "mdb_get");  // the error of a changed file is its change
-      throw mdbError(info.Env(), ret, "mdb_get");
-    }
-    Napi::Value value = owner_->CopyOutGuarded(info.Env(), v, "mdb_get");
-    owner_->CheckUnchanged(info.Env(), "mdb_get");
-    return value;
   }
 
   // put(key, value, noOverwrite): false when noOverwrite and the key exists (MDB_KEYEXIST).

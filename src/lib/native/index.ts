@@ -53,8 +53,6 @@ export interface NativeDb {
  * opened by the first cursorGet() and closed when the transaction ends.
  */
 export interface NativeLmdbTxn {
-  /** mdb_get(): the raw value, or undefined (MDB_NOTFOUND). */
-  get(key: Buffer): Buffer | undefined
   /** mdb_put(); with noOverwrite (MDB_NOOVERWRITE), false when the key exists (MDB_KEYEXIST). */
   put(key: Buffer, value: Buffer, noOverwrite: boolean): boolean
   /** mdb_del(): false when the key was not there (MDB_NOTFOUND). */
