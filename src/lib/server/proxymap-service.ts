@@ -9,6 +9,7 @@ import {
 } from '../protocol/index.js'
 import type {TableRegistry} from '../tables/registry.js'
 import {stripProxyPrefixes} from '../util/postfix-strings.js'
+import {detachedString} from '../util/chars.js'
 import {SequenceCursor, Table, TableError} from '../tables/table.js'
 import {SurrogateTable} from '../tables/surrogate.js'
 import {printable} from '../log/printable.js'
@@ -415,6 +416,8 @@ export class ProxymapService {
 
   /** `previous`: the instance this one replaces (a changed table, or an unavailable one tried again). */
   private startOpen(cacheKey: string, name: string, openFlags: number, dialect: Dialect, previous?: OpenTable): Promise<ProxyStatus | OpenTable> {
+    cacheKey = detachedString(cacheKey)
+    name = detachedString(name)
     const replacing = previous?.table
     const {registry, config, kind} = this.options
     const log = this.options.log

@@ -13,3 +13,12 @@ export function trimSpace(s: string): string {
   while (b > a && isSpaceChar(s[b - 1])) b--
   return s.slice(a, b)
 }
+
+/**
+ * A copy of `s` that shares no memory with the string it was cut from. The decoder cuts
+ * request strings out of one conversion of a whole read (up to 64 KB); a name kept for
+ * the life of an open table must not keep that read alive.
+ */
+export function detachedString(s: string): string {
+  return Buffer.from(s, 'utf16le').toString('utf16le')
+}
