@@ -170,12 +170,19 @@ async function useOurDaemons(inst: PostfixInstance): Promise<void> {
 }
 
 /** Each server has its own backend (and table name), so that each one's connections are counted apart. */
-async function socketmapCell(real: PostfixInstance, oursMaster: PostfixInstance, backends: Record<'postfix' | 'ours', SlowSocketmap>): Promise<void> {
+/**
+ * `shared`: every client looks up the same SOCKETMAP_KEYS keys, each in its own random
+ * order, as many daemons ask for the same popular domains; otherwise each client has keys
+ * of its own, so that no two lookups are alike and no server can pass
+ * SOCKETMAP_CLIENTS / delay lookups per second.
+ */
+async function socketmapCell(real: PostfixInstance, oursMaster: PostfixInstance, backends: Record<'postfix' | 'ours', SlowSocketmap>, shared: boolean): Promise<void> {
   const dir = fs.mkdtempSync(path.join(real.dir, 'sockmap-keys-'))
   const files: KeyFile[] = []
   let serial = 0
+  const sharedKeys = Array.from({length: SOCKETMAP_KEYS}, (_, i) => `shared${i}@example.com`)
   for (let c = 0; c < SOCKETMAP_CLIENTS; c++) {
-    const keys = Array.from({length: SOCKETMAP_KEYS}, () => `k${serial++}@example.com`)
+    const keys = shared ? shuffled(sharedKeys.length, c + 1).map(i => sharedKeys[i]!) : Array.from({length: SOCKETMAP_KEYS}, () => `k${serial++}@example.com`)
     const file = path.join(dir, `c${c}`)
     fs.writeFileSync(file, keys.map(k => `${k}\n`).join(''))
     files.push({path: file, keys: keys.length, expectedBytes: keys.reduce((n, k) => n + k.length + 1 + socketmapValue(k).length + 1, 0)})
@@ -185,17 +192,22 @@ async function socketmapCell(real: PostfixInstance, oursMaster: PostfixInstance,
     const backend = backends[who]
     backend.resetCounts()
     const seconds = await measure(who === 'ours' ? oursMaster : real, socketmapTable(backend), files)
-    return {rate: lookups / seconds, mostAtOnce: backend.mostAtOnce, accepted: backend.accepted}
+    return {rate: lookups / seconds, mostAtOnce: backend.mostAtOnce, requests: backend.requests}
   })
-  const side = (rs: {rate: number; mostAtOnce: number; accepted: number}[]): {rate: number; text: string} => {
+  const side = (rs: {rate: number; mostAtOnce: number; requests: number}[]): {rate: number; text: string} => {
     const rate = median(rs.map(r => r.rate))
-    return {rate, text: `${fmt(rate)}/s (${Math.max(...rs.map(r => r.mostAtOnce))} backend conn.)`}
+    const queries = shared ? `, ${median(rs.map(r => r.requests))} backend queries` : ''
+    return {rate, text: `${fmt(rate)}/s (${Math.max(...rs.map(r => r.mostAtOnce))} backend conn.${queries})`}
   }
   const p = side(results.postfix)
   const o = side(results.ours)
+  const bound = SOCKETMAP_CLIENTS * 1000 / SOCKETMAP_DELAY_MS
   rows.push({
-    workload: `socketmap answering in ${SOCKETMAP_DELAY_MS} ms, ${SOCKETMAP_CLIENTS} clients, under master`,
-    postfix: p.text, ours: o.text, ratio: o.rate / p.rate, note: 'goal >= 5x',
+    workload: shared
+      ? `socketmap answering in ${SOCKETMAP_DELAY_MS} ms, ${SOCKETMAP_CLIENTS} clients, ${SOCKETMAP_KEYS} keys shared by all, under master`
+      : `socketmap answering in ${SOCKETMAP_DELAY_MS} ms, ${SOCKETMAP_CLIENTS} clients, distinct keys, under master`,
+    postfix: p.text, ours: o.text, ratio: o.rate / p.rate,
+    note: shared ? `${lookups} lookups` : `goal >= 5x; no server passes ${bound}/s here (${fmt(bound / p.rate)}x Postfix)`,
   })
 }
 
@@ -261,7 +273,8 @@ async function main(): Promise<number> {
     if (oursMaster) {
       await oursMaster.startPostfix()
       try {
-        await socketmapCell(real, oursMaster, backends)
+        await socketmapCell(real, oursMaster, backends, false)
+        await socketmapCell(real, oursMaster, backends, true)
         const daemons = processesRunning(NODE_EXECUTABLE, oursMaster.spool).length
         if (daemons === 0) console.log('# warning: no daemon of ours found under master after the socketmap cell')
       } finally {

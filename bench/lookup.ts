@@ -106,9 +106,8 @@ function patternTable(): string {
 export const key = ADDRESSES.key
 export const value = ADDRESSES.value
 
-/** Deterministic shuffle (mulberry32), so that runs are comparable. */
-export function shuffled(n: number): number[] {
-  let seed = 1
+/** Deterministic shuffle (mulberry32), so that runs are comparable; `seed` picks the order. */
+export function shuffled(n: number, seed = 1): number[] {
   const rand = (): number => {
     seed = (seed + 0x6d2b79f5) | 0
     let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
