@@ -3,7 +3,8 @@ import path from 'node:path'
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {reflow} from '../lib/cli/help.js'
-import {COPIES_DIR_SUFFIX, installCopy, packageRoot, packageVersion} from '../lib/install/installed-copy.js'
+import {COPIES_DIR_SUFFIX, installCopy, packageVersion} from '../lib/install/installed-copy.js'
+import {packageRoot} from '../lib/util/package-root.js'
 import {LAUNCHER_NAME, launcherScript, planMasterCf} from '../lib/install/master-cf.js'
 
 export default class InstallMaster extends BaseCommand {

@@ -1,12 +1,12 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {Flags} from '@oclif/core'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {CliError} from '../lib/cli/errors.js'
 import {EXIT} from '../lib/cli/exit-codes.js'
 import {reflow} from '../lib/cli/help.js'
 import {DEFAULT_UNIT_DIR, unitName, unitText} from '../lib/install/systemd-unit.js'
+import {packageRoot} from '../lib/util/package-root.js'
 
 export default class InstallSystemd extends BaseCommand {
   static override summary = 'Run "proxymap serve" as a systemd service (or --revert).'
@@ -41,7 +41,7 @@ cannot write the unit directory).`)
   async run(): Promise<{unit: string; path: string; applied: boolean; revert: boolean}> {
     const {flags} = await this.parse(InstallSystemd)
     const config = this.loadConfig(flags['config-dir'])
-    const runJs = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'run.js')
+    const runJs = path.join(packageRoot(), 'bin', 'run.js')
     const name = unitName(config.configDir)
     const unitPath = path.join(flags['unit-dir'], name)
     const text = unitText({nodePath: process.execPath, runJs, configDir: config.configDir})

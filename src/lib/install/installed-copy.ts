@@ -9,17 +9,11 @@ import {execFileSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 
 export const COPIES_DIR_SUFFIX = '.d'
 const COMPLETE_MARK = '.complete'
 /** The copy in use and the one before it (daemons of the old one run until the reload). */
 const COPIES_KEPT = 2
-
-/** The root of this installation: the directory of its package.json. */
-export function packageRoot(): string {
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
-}
 
 export function packageVersion(root: string): string {
   return (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as {version: string}).version

@@ -10,8 +10,8 @@
 
 import {createRequire} from 'node:module'
 import {existsSync} from 'node:fs'
-import {fileURLToPath} from 'node:url'
 import * as path from 'node:path'
+import {packageRoot} from '../util/package-root.js'
 
 /** An error thrown by the addon: `errno` is a system errno (>0) or a libdb/LMDB code (<0). */
 export interface NativeError extends Error {
@@ -243,8 +243,8 @@ export class NativeAddonMissingError extends Error {
   }
 }
 
-/** build/Release at the project root: three levels above src/lib/native and dist/lib/native. */
-export const NATIVE_ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'build', 'Release', 'postfix_native.node')
+/** build/Release at the project root. */
+export const NATIVE_ADDON_PATH = path.join(packageRoot(), 'build', 'Release', 'postfix_native.node')
 
 /**
  * Where the addon is loaded from: $PROXYMAP_NATIVE_ADDON (read once, now, before serve
