@@ -1,5 +1,6 @@
 import path from 'node:path'
-import {Args, Flags} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import * as Flags from '@oclif/core/flags'
 import type {ChalkInstance} from 'chalk'
 import {BaseCommand, postfixVersionFlag} from '../lib/cli/base-command.js'
 import {reflow} from '../lib/cli/help.js'

@@ -1,4 +1,5 @@
-import {Args, Command} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import {Command} from '@oclif/core/command'
 import {bashCompletion} from '../lib/cli/completion.js'
 import type {CommandManifest} from '../lib/cli/manpage.js'
 

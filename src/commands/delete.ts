@@ -1,4 +1,4 @@
-import {Args} from '@oclif/core'
+import * as Args from '@oclif/core/args'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {reflow} from '../lib/cli/help.js'
 import {tableWithDefaultType} from '../lib/cli/table-name.js'

@@ -1,4 +1,5 @@
-import {Args, Flags} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import * as Flags from '@oclif/core/flags'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {reflow} from '../lib/cli/help.js'
 import {tableWithDefaultType} from '../lib/cli/table-name.js'

@@ -1,6 +1,6 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {reflow} from '../lib/cli/help.js'
 import {COPIES_DIR_SUFFIX, installCopy, packageVersion} from '../lib/install/installed-copy.js'

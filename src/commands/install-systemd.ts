@@ -1,6 +1,6 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {CliError} from '../lib/cli/errors.js'
 import {EXIT} from '../lib/cli/exit-codes.js'

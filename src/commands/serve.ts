@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 import {BaseCommand, postfixVersionFlag} from '../lib/cli/base-command.js'
 import {reflow} from '../lib/cli/help.js'
 import {approvalRulesFor, describePostfixVersion} from '../lib/config/index.js'

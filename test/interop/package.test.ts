@@ -69,6 +69,16 @@ describe('the npm package', () => {
     assert.match(page.stdout, /EXAMPLES[\s\S]*\$ proxymap query -c examples\/postfix/)
   })
 
+  test('the installed proxymap answers a query: its bundled commands find oclif and the installed files', async () => {
+    const proxymap = path.join(prefix, 'bin', 'proxymap')
+    const configDir = path.join(installed, 'examples', 'postfix')
+    const found = await runCommand(proxymap, ['query', '-c', configDir, 'inline:{alice@example.com=alice}', 'alice@example.com'], {cwd: dir, timeoutMs: 30_000})
+    assert.deepEqual([found.code, found.stdout, found.stderr], [0, 'alice\n', ''])
+    const usage = await runCommand(proxymap, ['query', '-c', configDir, '--json', 'inline:{a=b}'], {cwd: dir, timeoutMs: 30_000})
+    assert.equal(usage.code, 2, usage.stderr)
+    assert.match((JSON.parse(usage.stdout) as {error: {message: string}}).error.message, /Missing 1 required arg/)
+  })
+
   test('the installed package has the docs --help cites, the examples, and completion', async () => {
     for (const file of ['docs/json-output.md', 'examples/postfix/main.cf', 'examples/postfix/virtual', 'completion/proxymap.bash', 'LICENSE'])
       assert.ok(fs.existsSync(path.join(installed, file)), `${file} is not installed`)

@@ -1,7 +1,9 @@
 // Shared flags and error handling for every command: commands stay thin.
 
 import path from 'node:path'
-import {Command, Flags, Interfaces} from '@oclif/core'
+import {Command} from '@oclif/core/command'
+import * as Flags from '@oclif/core/flags'
+import type {Interfaces} from '@oclif/core'
 import {POSTFIX_VERSIONS, choosePostfixVersion, loadMainConfig, resolveConfigDir} from '../config/index.js'
 import type {MainConfig, PostfixVersionChoice} from '../config/index.js'
 import {CliError, toCliError, type TableOperation} from './errors.js'

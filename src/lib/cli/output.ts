@@ -2,7 +2,7 @@
 // rule for its default: the plain, postmap-compatible form wherever a program reads the
 // output, a table only where a person does and a table helps (docs/json-output.md).
 
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 
 export type OutputFormat = 'plain' | 'table' | 'json'
 export const OUTPUT_FORMATS: readonly OutputFormat[] = ['plain', 'table', 'json']

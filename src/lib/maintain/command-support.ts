@@ -1,7 +1,7 @@
 // What update, delete and dump share on the command side: flags, the stderr log, and
 // how a stopped batch is reported.
 
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 import {Logger, CommandStderrSink} from '../log/logger.js'
 import {toCliError, type TableOperation} from '../cli/errors.js'
 import type {TableLog} from '../tables/table.js'
