@@ -38,11 +38,11 @@ describe('the npm package', () => {
     if (dir) fs.rmSync(dir, {recursive: true, force: true})
   })
 
-  test('npm pack --dry-run lists the manual pages, completion, docs, examples and licence, and no tests or spool', async () => {
+  test('npm pack --dry-run lists the bundle and its code cache, the manual pages, completion, docs, examples and licence, and no tests or spool', async () => {
     const r = await runCommand('npm', ['pack', '--dry-run', '--ignore-scripts', '--json'], {cwd: PROJECT_ROOT, timeoutMs: 120_000})
     assert.equal(r.code, 0, r.stderr)
     const files = (JSON.parse(r.stdout) as {files: {path: string}[]}[])[0].files.map(f => f.path)
-    for (const file of ['LICENSE', 'README.md', 'oclif.manifest.json', 'bin/run.js', 'dist/commands/query.js', 'docs/json-output.md',
+    for (const file of ['LICENSE', 'README.md', 'oclif.manifest.json', 'bin/run.js', 'dist/commands/query.js', 'dist/proxymap.cjs', 'dist/proxymap.cjs.cache', 'docs/json-output.md',
       'docs/json-output.schema.json', 'examples/postfix/main.cf', 'completion/proxymap.bash', ...pkg.man.map(m => m.replace(/^\.\//, ''))])
       assert.ok(files.includes(file), `${file} is not in the package: ${files.join(' ')}`)
     assert.deepEqual(files.filter(f => /^(test|src|\.ci)\/|\/spool\/|senders\.lmdb/.test(f)), [])
