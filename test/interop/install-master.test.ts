@@ -10,6 +10,7 @@ import net from 'node:net'
 import path from 'node:path'
 import {after, before, test} from 'node:test'
 import {NODE_EXECUTABLE, PROJECT_BIN, PostfixInstance, createPostfixInstance, processesRunning, requirePostfix, runCommand, sleep, waitFor} from '../helpers/postfix.js'
+import {freshBundle} from '../../src/lib/cli/bundle.js'
 
 const POSTFIX_SBIN = '/usr/lib/postfix/sbin'
 let pf: PostfixInstance
@@ -77,6 +78,8 @@ test('install-master, reload picks up a new table, Postfix-identical log lines, 
   const applied = await runCommand('node', [PROJECT_BIN, 'install-master', '-c', pf.etc, '--apply'])
   assert.equal(applied.code, 0, applied.stderr)
   assert.match(fs.readFileSync(path.join(pf.etc, 'master.cf'), 'utf8'), /^proxywrite\s+unix\s+-\s+-\s+n\s+-\s+1\s+proxymap-ts$/m)
+  const copies = fs.readdirSync(path.join(libexec, 'proxymap-ts.d')).map(name => path.join(libexec, 'proxymap-ts.d', name))
+  assert.ok(copies.length > 0 && copies.every(copy => freshBundle(copy) !== undefined), `the private copy runs from its bundle: ${copies.join(' ')}`)
   const logStart = pf.maillog().length
 
   await pf.startPostfix()

@@ -9,6 +9,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import {after, before, describe, test} from 'node:test'
 import {PROJECT_ROOT, runCommand} from '../helpers/postfix.js'
+import {freshBundle} from '../../src/lib/cli/bundle.js'
 
 const pkg = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as {name: string; man: string[]}
 /** Every command of the CLI, as the build's oclif manifest lists them. */
@@ -70,6 +71,7 @@ describe('the npm package', () => {
   })
 
   test('the installed proxymap answers a query: its bundled commands find oclif and the installed files', async () => {
+    assert.ok(freshBundle(installed) !== undefined, 'bin/run.js runs the installed dist/proxymap.cjs, whatever times npm gave the files')
     const proxymap = path.join(prefix, 'bin', 'proxymap')
     const configDir = path.join(installed, 'examples', 'postfix')
     const found = await runCommand(proxymap, ['query', '-c', configDir, 'inline:{alice@example.com=alice}', 'alice@example.com'], {cwd: dir, timeoutMs: 30_000})

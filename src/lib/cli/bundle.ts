@@ -7,7 +7,7 @@
 // another V8 version or with other V8 flags (the bundle is then compiled as usual); the
 // build writes the bundle and its cache together.
 
-import {readFileSync, statSync, writeFileSync} from 'node:fs'
+import {existsSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import Module, {createRequire} from 'node:module'
 import path from 'node:path'
 import vm from 'node:vm'
@@ -47,13 +47,17 @@ export function bundledPackageJson(pjson: PackageJson): PackageJson {
 }
 
 /**
- * dist/proxymap.cjs, when the build wrote it after the modules in dist/ (a plain `tsc`
- * afterwards rewrites them: the bundle then is older than the code and is not used).
+ * dist/proxymap.cjs, unless a plain `tsc` rewrote dist/'s modules after the build made it:
+ * in a checkout (tsconfig.json beside package.json) the bundle must not be older than them.
+ * An installed package has no sources to compile, and npm gives its files the times of
+ * their unpacking, in any order: it always runs its bundle.
  */
 export function freshBundle(root: string): string | undefined {
   const bundle = path.join(root, 'dist', BUNDLE_FILE)
   try {
-    return statSync(bundle).mtimeMs >= statSync(path.join(root, 'dist', 'commands', 'query.js')).mtimeMs ? bundle : undefined
+    const built = statSync(bundle).mtimeMs
+    if (!existsSync(path.join(root, 'tsconfig.json'))) return bundle
+    return built >= statSync(path.join(root, 'dist', 'commands', 'query.js')).mtimeMs ? bundle : undefined
   } catch {
     return undefined
   }
