@@ -1,6 +1,8 @@
 // The request handling of proxymap(8): check the request, check approval, find the shared
 // open table, call it, and turn the outcome into a status. No sockets here.
 
+import {statSync} from 'node:fs'
+
 import type {AccessPolicy} from '../access/index.js'
 import type {MainConfig} from '../config/index.js'
 import type {Logger} from '../log/logger.js'
@@ -12,6 +14,7 @@ import {stripProxyPrefixes} from '../util/postfix-strings.js'
 import {detachedString} from '../util/chars.js'
 import {SequenceCursor, Table, TableError} from '../tables/table.js'
 import {SurrogateTable} from '../tables/surrogate.js'
+import {type FileStamp, isOwnReplacement, pathBytes} from '../tables/source-file.js'
 import {printable} from '../log/printable.js'
 import {type ConnectionSnapshot, type PoolStats, type RequestCounters, ServiceCounters, type TableSnapshot, LISTED_CONNECTIONS} from './stats.js'
 
@@ -84,6 +87,11 @@ interface OpenTable {
   closed?: Promise<void>
   /** The table name's counters, shared by its instances. */
   counters: RequestCounters
+  /**
+   * The file as Postfix's proxymap would have it open (watchedFile() of the first instance;
+   * instances reopened in place inherit it), to tell when Postfix's would restart.
+   */
+  postfixView?: {path: string; stamp: FileStamp; multiWriter: boolean}
 }
 
 function closeTable(table: Table): Promise<void> {
@@ -215,6 +223,50 @@ export class ProxymapService {
    * next accept and lets master start a fresh process; we open the table again in place,
    * and requests wait for the new instance, so no client sees a half-swapped table.
    */
+  /**
+   * A new client connection. Postfix's proxymap exits before an accept when
+   * dict_changed_name() names a table, and master's next process opens every table afresh:
+   * its clients then see new instances (flags as opened, nothing learned by lookups). Ours
+   * retires every instance at that point, so that the next requests open them afresh too;
+   * other changes (texthash, regexp, ... files, which Postfix never notices, or a change
+   * within the same second) are picked up in place, unseen by clients.
+   */
+  beforeAccept(): void {
+    const changed = this.options.kind === 'read' ? this.changeSeenByPostfix() : undefined
+    if (changed === undefined) {
+      this.checkForChangedTables()
+      return
+    }
+    this.options.log.info(`table ${printable(changed)} has changed -- reopening`)
+    this.lastChangeCheck = Date.now()
+    for (const [cacheKey, entry] of this.open) {
+      this.open.delete(cacheKey)
+      this.retire(entry)
+    }
+  }
+
+  /**
+   * dict_changed_name(): a table whose watched file now has another mtime second than when
+   * it was opened (not for MULTI_WRITER tables), or whose file is gone or replaced (nlink 0)
+   * by another program than our proxywrite (whose renames stand for Postfix's in-place writes).
+   */
+  private changeSeenByPostfix(): string | undefined {
+    for (const entry of this.open.values()) {
+      const view = entry.postfixView
+      if (!view) continue
+      let st
+      try {
+        st = statSync(pathBytes(view.path), {bigint: true})
+      } catch {
+        return entry.name
+      }
+      const replaced = st.dev !== view.stamp.dev || st.ino !== view.stamp.ino
+      if (replaced && !isOwnReplacement(view.path, st.ino)) return entry.name
+      if (!view.multiWriter && st.mtimeNs / 1_000_000_000n !== view.stamp.mtimeNs / 1_000_000_000n) return entry.name
+    }
+    return undefined
+  }
+
   checkForChangedTables(now = Date.now()): void {
     this.lastChangeCheck = now
     for (const [cacheKey, entry] of this.open) {
@@ -435,12 +487,17 @@ export class ProxymapService {
         // the instance this one was to replace is in neither map: close it here too
         return Promise.all([closeTable(table), previous && closeEntry(previous)]).then((): ProxyStatus => PROXY_STAT.RETRY)
       }
-      const entry: OpenTable = {table, initialFlags: table.flags, name, openFlags, dialect, users: 0, lastUsed: Date.now(), retired: false, counters: this.stats.table(name)}
+      const watched = table.watchedFile?.()
+      const entry: OpenTable = {
+        table, initialFlags: table.flags, name, openFlags, dialect, users: 0, lastUsed: Date.now(), retired: false, counters: this.stats.table(name),
+        postfixView: watched && {...watched, multiWriter: (table.flags & DICT_FLAG.MULTI_WRITER) !== 0},
+      }
       if (previous && !(replacing instanceof SurrogateTable)) {
         // Reopened in place where Postfix keeps one instance for its life: the instance's
         // flags (what lookups taught it, the last request's) carry over, so that clients
         // cannot tell.
         entry.initialFlags = previous.initialFlags
+        entry.postfixView = previous.postfixView
         table.flags = dialect === 'v2' ? entry.initialFlags : previous.table.flags
       }
       this.open.set(cacheKey, entry)

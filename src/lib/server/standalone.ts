@@ -127,7 +127,7 @@ export function createServiceServer(options: ServiceServerOptions, group: Servic
   // Half-open: a client may send its requests, shut down its side, and read the answers.
   return net.createServer({allowHalfOpen: true}, socket => {
     hooks.onConnect?.()
-    service.checkForChangedTables()
+    service.beforeAccept()
     // Read per connection: a reload changes them for the clients that come after it.
     const ipcTimeoutMs = parseTimeMs(service.config.get('ipc_timeout'))
     const requestLimitMs = daemonTimeoutMs(service.config)

@@ -46,7 +46,7 @@ import * as pathModule from 'node:path'
 import {DICT_FLAG} from '../protocol/constants.js'
 import {flock, isStaleFileError, NativeCursor, NativeDb, NativeError} from '../native/index.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
-import {FileStamp, fileChanged, pathBytes, stampOf, strerror} from './source-file.js'
+import {FileStamp, fileChanged, noteOwnReplacement, pathBytes, stampOf, strerror} from './source-file.js'
 import {
   bytes, copyOwnership, GroupCommit, loadAddon, lockFileUnderPath, noOverwrite, nulForUpdate, ownSequenceState, PendingWrite,
   reasonOf, runLocked, setTableLock, settleDuplicate, stampOfFd, syncDirectory, text, tryNulConventions,
@@ -226,6 +226,7 @@ export class BerkeleyDbTable implements Table {
           shadowCreated = false
           await syncDirectory(pathModule.dirname(this.name))
           this.reopen()
+          noteOwnReplacement(this.name, this.stamp.ino)
           results.forEach((r, i) => (r.ok ? group[i].resolve(r.value) : group[i].reject(r.error)))
           return
         } finally {
@@ -385,6 +386,10 @@ export class BerkeleyDbTable implements Table {
 
   changed(): boolean {
     return this.stale || fileChanged(this.name, this.stamp)
+  }
+
+  watchedFile(): {path: string; stamp: FileStamp} {
+    return {path: this.name, stamp: this.stamp}
   }
 
   close(): void {

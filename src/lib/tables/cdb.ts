@@ -242,6 +242,10 @@ export class CdbTable implements Table {
   changed(): boolean {
     return fileChanged(this.name, this.stamp)
   }
+
+  watchedFile(): {path: string; stamp: FileStamp} {
+    return {path: this.name, stamp: this.stamp}
+  }
 }
 
 interface CdbSequenceState {

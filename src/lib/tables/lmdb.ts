@@ -515,6 +515,10 @@ export class LmdbTable implements Table {
     return this.stale || fileChanged(this.mdbPath, this.stamp)
   }
 
+  watchedFile(): {path: string; stamp: FileStamp} {
+    return {path: this.mdbPath, stamp: this.stamp}
+  }
+
   close(): void {
     if (this.closed) return
     this.closed = true

@@ -32,6 +32,22 @@ export function fileChanged(path: string, stamp: FileStamp): boolean {
   return st.dev !== stamp.dev || st.ino !== stamp.ino || st.size !== stamp.size || st.mtimeNs !== stamp.mtimeNs
 }
 
+/**
+ * The files our proxywrite has last put in place of a table by a rename (path → inode).
+ * Postfix's proxywrite updates hash and btree files in place, which its proxymap sees as a
+ * new mtime, not as a file gone; ours renames a copy over the table, and the read service
+ * tells the two apart with this.
+ */
+const ownReplacements = new Map<string, bigint>()
+
+export function noteOwnReplacement(path: string, ino: bigint): void {
+  ownReplacements.set(path, ino)
+}
+
+export function isOwnReplacement(path: string, ino: bigint): boolean {
+  return ownReplacements.get(path) === ino
+}
+
 /** A file's bytes and status, read through one descriptor, or the step that failed. */
 export async function readBinaryFile(path: string):
   Promise<{content: string; stat: BigIntStats} | {failed: 'open' | 'read'; error: unknown}> {

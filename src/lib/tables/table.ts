@@ -4,6 +4,7 @@
 
 import type {MainConfig} from '../config/index.js'
 import type {ServiceClientPool} from '../client/service-client.js'
+import type {FileStamp} from './source-file.js'
 
 export type MaybePromise<T> = T | Promise<T>
 
@@ -88,6 +89,11 @@ export interface Table {
   sequenceBatch?(fn: SequenceFunction, cursor: SequenceCursor, max: number): MaybePromise<readonly (readonly [string, string])[]>
   /** True when the file(s) the table was read from changed since it was opened. */
   changed?(): boolean
+  /**
+   * The file that Postfix's proxymap watches for this table type (dict->stat_fd: cdb,
+   * hash, btree, lmdb), and what it was when the table was opened.
+   */
+  watchedFile?(): {path: string; stamp: FileStamp}
   /**
    * True when the open file went bad under the table (truncated or overwritten in place):
    * the instance only answers "retry" now, and even proxywrite must open the file again.
