@@ -356,6 +356,8 @@ for (const [name, counted] of [['mysql', countedMysql], ['pgsql', countedPgsql]]
       const distinct = keys.map((k) => Promise.resolve(table.lookup(k)))
       await until('8 queries waiting at once', async () => (await backend.waiting()) === 8)
       assert.equal(await backend.connections(), 8)
+      // what `proxymap stats` shows of the table
+      assert.deepEqual(table.poolStats?.(), {connections: 8, busy: 8, queued: 0})
       await backend.letGo()
       assert.deepEqual(await Promise.all(same), Array(6).fill('hit-same'))
       assert.deepEqual(await Promise.all(distinct), keys.map((k) => `hit-${k}`))
@@ -363,6 +365,7 @@ for (const [name, counted] of [['mysql', countedMysql], ['pgsql', countedPgsql]]
       for (const k of keys) assert.equal(await backend.hits(k), 1, k)
       // unused for the idle time: the connections are closed
       await until('the idle connections closed', async () => (await backend.connections()) === 0)
+      assert.deepEqual(table.poolStats?.(), {connections: 0, busy: 0, queued: 0})
 
       // at most the limit; the others wait for a free connection
       await backend.hold()
@@ -372,9 +375,11 @@ for (const [name, counted] of [['mysql', countedMysql], ['pgsql', countedPgsql]]
       const answers = many.map((k) => Promise.resolve(limited.lookup(k)))
       await until('3 queries waiting', async () => (await backend.waiting()) === 3)
       assert.equal(await backend.connections(), 3)
+      assert.deepEqual(limited.poolStats?.(), {connections: 3, busy: 3, queued: 3})
       await backend.letGo()
       assert.deepEqual(await Promise.all(answers), many.map((k) => `hit-${k}`))
       assert.equal(await backend.connections(), 3)
+      assert.deepEqual(limited.poolStats?.(), {connections: 3, busy: 0, queued: 0})
     } finally {
       await backend.letGo().catch(() => {})
       await Promise.all(tables.map((t) => t.close?.()))

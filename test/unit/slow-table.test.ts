@@ -182,6 +182,7 @@ test('sql host pool: a server that goes away is a RETRY, and is used again after
       },
       end: async () => {},
       destroy: async () => {},
+      stats: () => ({connections: 1, busy: 0, queued: 0}),
     }
   }, (h, err) => `connect to server ${h.spec}: ${(err as Error).message}`,
   {warning: (m) => warnings.push(m), error: () => {}, info: () => {}},

@@ -285,6 +285,27 @@ function closeNow(connection: mysql.PoolConnection): void {
   ;(connection.connection as unknown as {stream?: {destroy(): void}}).stream?.destroy()
 }
 
+interface CountedPool {
+  pool: mysql.Pool
+  /** The pool's connections that have logged in and are not closed yet. */
+  loggedIn: ReadonlySet<unknown>
+}
+
+/**
+ * mysql2's pool has no public counts: a connection counts from the pool's 'connection'
+ * event (logged in) to the close of its socket (server gone, destroyed or pool ended).
+ */
+function countLoggedIn(pool: mysql.Pool): ReadonlySet<unknown> {
+  const loggedIn = new Set<unknown>()
+  pool.on('connection', (connection) => {
+    const socket = (connection as unknown as {stream?: NodeJS.EventEmitter & {destroyed?: boolean}}).stream
+    if (!socket || socket.destroyed) return
+    loggedIn.add(connection)
+    socket.once('close', () => loggedIn.delete(connection))
+  })
+  return loggedIn
+}
+
 export function mysqlTypeWith(limits: Partial<SqlPoolLimits> = {}): TableType {
   return {
     type: 'mysql',
@@ -304,7 +325,7 @@ export function mysqlTypeWith(limits: Partial<SqlPoolLimits> = {}): TableType {
         const hosts = hostList.map(parseMysqlHost)
         const filePort = atoi(fileOptions.get('port'))
 
-        const openPool = async (h: MysqlHost, ssl: SslOptions | undefined): Promise<mysql.Pool> => {
+        const openPool = async (h: MysqlHost, ssl: SslOptions | undefined): Promise<CountedPool> => {
           const pool = mysql.createPool({
             ...(h.unix
               ? {socketPath: h.socketPath ?? fileOptions.get('socket') ?? DEFAULT_SOCKET}
@@ -331,26 +352,29 @@ export function mysqlTypeWith(limits: Partial<SqlPoolLimits> = {}): TableType {
               return buf === null ? null : buf
             },
           })
-          return checkedPool(pool, (p) => p.getConnection())
+          const loggedIn = countLoggedIn(pool)
+          return {pool: await checkedPool(pool, (p) => p.getConnection()), loggedIn}
         }
 
         const connect = async (h: MysqlHost): Promise<HostConnection> => {
-          let pool: mysql.Pool
-          if (!tls) pool = await openPool(h, undefined)
+          let counted: CountedPool
+          if (!tls) counted = await openPool(h, undefined)
           else {
             try {
-              pool = await openPool(h, await mysql2Ssl(tls))
+              counted = await openPool(h, await mysql2Ssl(tls))
             } catch (err) {
               const code = (err as {code?: string}).code
               // libmariadb talks clear text to a server without TLS unless it must verify
-              if (code === 'HANDSHAKE_NO_SSL_SUPPORT' && !tls.verify) pool = await openPool(h, undefined)
+              if (code === 'HANDSHAKE_NO_SSL_SUPPORT' && !tls.verify) counted = await openPool(h, undefined)
               else if (code === 'HANDSHAKE_NO_SSL_SUPPORT') throw new TlsError('SSL is required, but the server does not support it')
               else if (isTlsFailure(err)) throw new TlsError(openSslReason((err as Error).message))
               else throw err
             }
           }
+          const {pool, loggedIn} = counted
           // pool.query() in two steps, so that destroy() can end the connections in use
           const inUse = new Set<mysql.PoolConnection>()
+          let waiting = 0
           return {
             query: async (sql: string, timeoutMs: number): Promise<readonly SqlRow[]> => {
               let result: unknown
@@ -359,7 +383,12 @@ export function mysqlTypeWith(limits: Partial<SqlPoolLimits> = {}): TableType {
               let timedOut = false
               let timer: NodeJS.Timeout | undefined
               try {
-                connection = await pool.getConnection()
+                waiting++
+                try {
+                  connection = await pool.getConnection()
+                } finally {
+                  waiting--
+                }
                 inUse.add(connection)
                 const running = connection
                 timer = setTimeout(() => { timedOut = true; closeNow(running) }, timeoutMs)
@@ -380,13 +409,19 @@ export function mysqlTypeWith(limits: Partial<SqlPoolLimits> = {}): TableType {
               inUse.clear()
               return pool.end()
             },
+            stats: () => {
+              // mysql2 opens a connection for a request when none is free and the limit
+              // allows; the other requests wait for a connection to be released
+              const opening = Math.min(waiting, Math.max(0, lim.maxConnections - loggedIn.size))
+              return {connections: loggedIn.size + opening, busy: inUse.size, queued: waiting - opening}
+            },
           }
         }
         const describe = (err: unknown): string =>
           err instanceof TlsError ? `TLS/SSL error: ${err.message}` : (err as Error)?.message ?? String(err)
         const pool = new HostPool(hosts, connect,
           (h, err) => `connect to mysql server ${h.spec}: ${describe(err)}`, options.log, lim)
-        return {quote: mysqlQuote, run: (sql) => pool.query(sql), close: () => pool.close(), lookupTimeoutMs: lim.lookupTimeoutMs}
+        return {quote: mysqlQuote, run: (sql) => pool.query(sql), close: () => pool.close(), poolStats: () => pool.poolStats(), lookupTimeoutMs: lim.lookupTimeoutMs}
       })
     },
   }

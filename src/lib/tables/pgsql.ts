@@ -225,11 +225,14 @@ export function pgsqlTypeWith(limits: Partial<SqlPoolLimits> = {}): TableType {
               inUse.clear()
               return pool.end()
             },
+            // pg's own counts: its clients, connecting ones included, and the requests that
+            // wait for a client to be free (not those whose new client is connecting)
+            stats: () => ({connections: pool.totalCount, busy: inUse.size, queued: pool.waitingCount}),
           }
         }
         const hostPool = new HostPool(hosts, connect,
           (h, err) => `connect to pgsql server ${h.spec}: ${(err as Error)?.message ?? String(err)}`, options.log, lim)
-        return {quote: pgsqlQuote, run: (sql) => hostPool.query(sql), close: () => hostPool.close(), lookupTimeoutMs: lim.lookupTimeoutMs}
+        return {quote: pgsqlQuote, run: (sql) => hostPool.query(sql), close: () => hostPool.close(), poolStats: () => hostPool.poolStats(), lookupTimeoutMs: lim.lookupTimeoutMs}
       }, legacy)
     },
   }

@@ -35,6 +35,10 @@ declare module 'pg' {
     query(config: QueryConfig): Promise<QueryResult>
     connect(): Promise<PoolClient>
     end(): Promise<void>
+    /** Clients open or connecting. */
+    readonly totalCount: number
+    /** Requests waiting for a client. */
+    readonly waitingCount: number
     on(event: 'error', listener: (err: Error) => void): this
   }
   const pg: {Pool: typeof Pool}

@@ -18,7 +18,7 @@
 
 import type {MainConfig} from '../../config/index.js'
 import {backendConnectionLimit, DEFAULT_BACKEND_CONNECTION_LIMIT} from '../backend-pool.js'
-import {TableError, TableLog} from '../table.js'
+import {TableError, TableLog, type PoolStats} from '../table.js'
 
 /** Postfix RETRY_CONN_INTV: how long a failed host is left alone. */
 export const SQL_HOST_RETRY_INTERVAL_MS = 60_000
@@ -59,6 +59,8 @@ export interface HostConnection {
   end(): Promise<void>
   /** Close now: the queries in progress fail (the table is closing). */
   destroy(): Promise<void>
+  /** Counted around our own driver calls: see PoolStats. */
+  stats(): PoolStats
 }
 
 export interface HostSpec {
@@ -82,6 +84,8 @@ export class HostQueryError extends Error {}
 export class HostPool<H extends HostSpec> {
   private readonly states: HostState<H>[]
   private closed = false
+  /** Queries waiting for a host's driver pool to log in. */
+  private waitingForHost = 0
 
   constructor(
     hosts: readonly H[],
@@ -100,12 +104,15 @@ export class HostPool<H extends HostSpec> {
       const state = this.pick()
       if (!state) break
       let connection: HostConnection
+      this.waitingForHost++
       try {
         connection = await this.connection(state)
       } catch (err) {
         this.log.warning(this.connectFailure(state.host, err))
         this.down(state)
         continue
+      } finally {
+        this.waitingForHost--
       }
       try {
         const rows = await connection.query(sql, this.limits.lookupTimeoutMs)
@@ -119,6 +126,23 @@ export class HostPool<H extends HostSpec> {
       }
     }
     throw new TableError('retry', 'no database server is available')
+  }
+
+  /**
+   * The connections of the host in use, plus the one that a host being tried is opening
+   * (its driver pool logs in once before any query runs); queries waiting for that are queued.
+   */
+  poolStats(): PoolStats {
+    const total: PoolStats = {connections: 0, busy: 0, queued: this.waitingForHost}
+    for (const state of this.states) {
+      if (state.connecting) total.connections++
+      const c = state.connection?.stats()
+      if (!c) continue
+      total.connections += c.connections
+      total.busy += c.busy
+      total.queued += c.queued
+    }
+    return total
   }
 
   private pick(): HostState<H> | undefined {

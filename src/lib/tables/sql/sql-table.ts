@@ -5,7 +5,7 @@
 
 import {DICT_FLAG} from '../../protocol/constants.js'
 import {activateUtf8, isValidUtf8, lowercaseAscii, needUtf8Activation} from '../fold.js'
-import {OpenOptions, Table, TableError, TableLog} from '../table.js'
+import {OpenOptions, PoolStats, Table, TableError, TableLog} from '../table.js'
 import {CfParser} from './cf-parser.js'
 import {InFlightLookups} from '../backend-pool.js'
 import {withTimeLimit, type SqlRow} from './host-pool.js'
@@ -17,6 +17,8 @@ export interface SqlBackend {
   /** Run a query; rows hold the values to expand. Throws TableError('retry') on failure. */
   run(sql: string): Promise<readonly SqlRow[]>
   close(): Promise<void>
+  /** The backend's connections (mysql, pgsql; sqlite has none). */
+  poolStats?(): PoolStats
   /** How long one lookup may take before it becomes a RETRY. */
   lookupTimeoutMs: number
 }
@@ -31,6 +33,7 @@ export interface SqlTableOptions {
 export class SqlTable implements Table {
   flags: number
   private readonly inFlight = new InFlightLookups<string | undefined>()
+  readonly poolStats?: () => PoolStats
 
   constructor(
     readonly type: string,
@@ -43,6 +46,7 @@ export class SqlTable implements Table {
   ) {
     // db_common_dict_partial() always answers "no" in Postfix 3.7: these tables are FIXED.
     this.flags = dictFlags | DICT_FLAG.FIXED
+    if (backend.poolStats) this.poolStats = () => backend.poolStats!()
   }
 
   lookup(key: string): Promise<string | undefined> {
