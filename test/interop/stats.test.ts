@@ -16,6 +16,11 @@ import {
 } from '../helpers/postfix.js'
 import {shapeErrors} from '../helpers/json-schema.js'
 import {runOnTerminal} from '../helpers/terminal.js'
+import {DICT_FLAG} from '../../src/lib/protocol/constants.js'
+import {redisCli} from '../helpers/redis.js'
+import {type Slapd, startSlapd} from '../helpers/slapd.js'
+import * as mysql from 'mysql2/promise'
+import pg from 'pg'
 import type {ServiceSnapshot, StatsSnapshot, TableSnapshot} from '../../src/lib/server/stats.js'
 
 /** Debian's python3 (python3-prometheus-client), not a python3 of someone's PATH. */
@@ -116,6 +121,45 @@ class HoldingSocketmapPeer {
   }
 }
 
+/**
+ * A database lock that the queries of a table wait for while the test holds it; the query
+ * itself lets go of it (MariaDB) or takes it for its transaction only (PostgreSQL).
+ */
+interface HeldDatabase {
+  query: string
+  /** The value of the key "k". */
+  value: (key: string) => string
+  hold(): Promise<void>
+  letGo(): Promise<void>
+  end(): Promise<void>
+}
+
+const LOCK = `proxymap_stats_${process.pid}`
+
+async function heldMysql(): Promise<HeldDatabase> {
+  const admin = await mysql.createConnection({socketPath: '/run/mysqld/mysqld.sock', user: 'root'})
+  return {
+    query: `SELECT CONCAT(GET_LOCK('${LOCK}', 60), RELEASE_LOCK('${LOCK}'), '-%s')`,
+    value: (key) => `11-${key}`,
+    hold: async () => { await admin.query(`SELECT GET_LOCK('${LOCK}', 10)`) },
+    letGo: async () => { await admin.query(`SELECT RELEASE_LOCK('${LOCK}')`) },
+    end: () => admin.end(),
+  }
+}
+
+async function heldPgsql(): Promise<HeldDatabase> {
+  const admin = new pg.Pool({host: '127.0.0.1', port: 5432, user: 'root', database: 'test', max: 1})
+  return {
+    query: `SELECT 'pg-' || '%s' FROM (SELECT pg_advisory_xact_lock_shared(${process.pid})) AS held`,
+    value: (key) => `pg-${key}`,
+    hold: async () => { await admin.query({text: `SELECT pg_advisory_lock(${process.pid})`}) },
+    letGo: async () => { await admin.query({text: `SELECT pg_advisory_unlock(${process.pid})`}) },
+    end: () => admin.end(),
+  }
+}
+
+const REDIS_PREFIX = `proxymap-stats-${process.pid}:`
+
 describe('proxymap stats', () => {
   let pf: PostfixInstance
   let senders: string
@@ -125,6 +169,10 @@ describe('proxymap stats', () => {
   const peer = new HoldingSocketmapPeer()
   let metricsUrl: string
   let baseline: StatsSnapshot
+  let slapd: Slapd
+  const held: Record<'mysql' | 'pgsql', {table: string; database: HeldDatabase}> = {} as never
+  let ldapTable: string
+  let redisTable: string
 
   async function stats(): Promise<StatsSnapshot> {
     const r = await proxymap(['stats', '-c', pf.etc, '--json'])
@@ -141,7 +189,24 @@ describe('proxymap stats', () => {
     virtual = await pf.createTable('texthash', 'virtual', 'alice@example.com alice@mailbox.example.com\n', {build: false})
     denied = await pf.createTable('texthash', 'other', 'x y\n', {build: false})
     socketmap = `socketmap:inet:127.0.0.1:${await peer.listen()}:map`
-    await pf.approve({read: [senders, virtual, socketmap], write: [senders]})
+    for (const [type, open] of [['mysql', heldMysql], ['pgsql', heldPgsql]] as const) {
+      const database = await open()
+      const cf = path.join(pf.etc, `held-${type}.cf`)
+      await pf.writeFile(cf, `hosts = inet:127.0.0.1:${type === 'mysql' ? 3306 : 5432}\nuser = root\ndbname = test\nquery = ${database.query}\n`)
+      held[type] = {table: `${type}:${cf}`, database}
+    }
+    const suffix = 'dc=example,dc=com'
+    slapd = await startSlapd({suffix, rootDn: `cn=admin,${suffix}`, rootPw: 'secret'})
+    await slapd.add([
+      `dn: ${suffix}`, 'objectClass: dcObject', 'objectClass: organization', 'o: Example', 'dc: example', '',
+      `dn: uid=alice,${suffix}`, 'objectClass: inetOrgPerson', 'uid: alice', 'cn: Alice', 'sn: A', 'mail: alice@example.com', '',
+    ].join('\n'))
+    ldapTable = `ldap:${path.join(pf.etc, 'ldap.cf')}`
+    await pf.writeFile(path.join(pf.etc, 'ldap.cf'), `server_host = ${slapd.url}\nversion = 3\nsearch_base = ${suffix}\nquery_filter = (uid=%s)\nresult_attribute = mail\n`)
+    await redisCli(6379, 'SET', `${REDIS_PREFIX}alice`, 'redis-value')
+    redisTable = `redis:${path.join(pf.etc, 'redis.cf')}`
+    await pf.writeFile(path.join(pf.etc, 'redis.cf'), `hosts = 127.0.0.1:6379\nkey_format = ${REDIS_PREFIX}%s\n`)
+    await pf.approve({read: [senders, virtual, socketmap, held.mysql.table, held.pgsql.table, ldapTable, redisTable], write: [senders]})
     // Four backend connections at most, so that six lookups at once leave two queued.
     await pf.postconf({proxymap_backend_connection_limit: '4'})
     await pf.startOurs(['--prometheus-listen', '127.0.0.1:0'])
@@ -170,8 +235,12 @@ describe('proxymap stats', () => {
 
   after(async () => {
     peer.release()
+    for (const {database} of Object.values(held)) await database.letGo().catch(() => {})
     await pf?.destroy()
     peer.close()
+    for (const {database} of Object.values(held)) await database.end()
+    await slapd?.destroy()
+    await redisCli(6379, 'DEL', `${REDIS_PREFIX}alice`).catch(() => {})
   })
 
   test('a fresh server has answered nothing', () => {
@@ -351,5 +420,42 @@ sys.exit(os.waitstatus_to_exitcode(status))
     // The connections stay open for the next lookups (idle until max_idle).
     assert.deepEqual(await pool(), {connections: 4, busy: 0, queued: 0})
     assert.deepEqual(nonZero(table(service(await stats(), 'proxymap'), socketmap).requests), {'open OK': 6, 'lookup OK': 6})
+  })
+  for (const type of ['mysql', 'pgsql'] as const) {
+    test(`a ${type} table's pool: queries held at the database are busy, those beyond the connection limit queued`, async () => {
+      const {table: name, database} = held[type]
+      const pool = async () => service(await stats(), 'proxymap').tables.find(t => t.table === name)?.pool
+      await database.hold()
+      const keys = Array.from({length: 6}, (_, i) => `key${i}`)
+      let clients: Promise<RunResult>[] = []
+      try {
+        clients = keys.map(key => pf.postmap(['-q', key, `proxy:${name}`], {timeoutMs: 60_000}))
+        // the limit is four connections (before()): four queries wait for the lock, two for a connection
+        await waitFor(async () => {
+          const now = await pool()
+          return (now?.busy === 4 && now.queued === 2) || undefined
+        }, 30_000, () => 'four lookups at the database and two queued')
+        assert.deepEqual(await pool(), {connections: 4, busy: 4, queued: 2})
+      } finally {
+        await database.letGo()
+      }
+      const answers = await Promise.all(clients)
+      assert.deepEqual(answers.map(r => r.stdout), keys.map(key => `${database.value(key)}\n`), answers.map(r => r.stderr).join(''))
+      // the connections stay open for the next lookups (until idle for 60 s)
+      assert.deepEqual(await pool(), {connections: 4, busy: 0, queued: 0})
+    })
+  }
+
+  test('ldap and redis tables: the one connection of their server settings (shared with tables of the same settings)', async () => {
+    for (const [name, value] of [[ldapTable, 'alice@example.com'], [redisTable, 'redis-value']]) {
+      const r = await pf.postmap(['-q', 'alice', `proxy:${name}`])
+      assert.equal(r.stdout, `${value}\n`, r.stderr)
+      assert.deepEqual(table(service(await stats(), 'proxymap'), name).pool, {connections: 1, busy: 0, queued: 0}, name)
+      // a second instance (other flags) uses the same connection: it is counted once
+      assert.match(await rawRequest(pf.socketPath('proxymap'), ['request', 'lookup', 'table', name, 'flags', String(DICT_FLAG.TRY0NULL), 'key', 'alice']), /^status\x000\0/)
+      const both = table(service(await stats(), 'proxymap'), name)
+      assert.equal(both.openInstances, 2, name)
+      assert.deepEqual(both.pool, {connections: 1, busy: 0, queued: 0}, name)
+    }
   })
 })

@@ -171,11 +171,13 @@ export class ProxymapService {
 
   /** Per approved table that has been asked something: its counters, open instances and backend pool. */
   tableStats(): TableSnapshot[] {
-    const instances = new Map<string, {open: number; pool: PoolStats | null}>()
+    const instances = new Map<string, {open: number; pool: PoolStats | null; pools: Set<object>}>()
     for (const entry of this.open.values()) {
-      const seen = instances.get(entry.name) ?? {open: 0, pool: null}
+      const seen = instances.get(entry.name) ?? {open: 0, pool: null, pools: new Set()}
       seen.open++
-      const pool = entry.table.poolStats?.()
+      const owner = entry.table.sharedPool ?? entry.table
+      const pool = seen.pools.has(owner) ? undefined : entry.table.poolStats?.()
+      seen.pools.add(owner)
       if (pool) seen.pool = seen.pool ? {connections: seen.pool.connections + pool.connections, busy: seen.pool.busy + pool.busy, queued: seen.pool.queued + pool.queued} : {...pool}
       instances.set(entry.name, seen)
     }

@@ -12,6 +12,7 @@ import * as path from 'node:path'
 import * as tls from 'node:tls'
 import {BindRequest, Client, FilterParser, ResultCodeError, SearchRequest as LdapSearchRequest} from 'ldapts'
 import type {Filter} from 'ldapts'
+import type {PoolStats} from './table.js'
 
 export const LDAP_SUCCESS = 0
 export const LDAP_SIZELIMIT_EXCEEDED = 4
@@ -357,6 +358,11 @@ export class LdapConnection {
     await internals._sendBind(request)
   }
 
+  /** Searches sent and not answered yet, of every table that shares the connection. */
+  get searching(): number {
+    return this.inFlight
+  }
+
   get alive(): boolean {
     return !this.closing && this.client.isConnected
   }
@@ -432,6 +438,8 @@ export class SharedLdapConnection {
   private connection?: LdapConnection
   private connecting?: Promise<LdapConnection>
   private users = 0
+  /** Lookups waiting for the connection being opened. */
+  private waiting = 0
 
   private constructor(private readonly key: string, private readonly settings: ConnectionSettings) {}
 
@@ -462,7 +470,14 @@ export class SharedLdapConnection {
       this.connecting = undefined
       throw err
     })
-    return this.connecting
+    this.waiting++
+    return this.connecting.finally(() => this.waiting--)
+  }
+
+  /** Shared by every table with these connection settings. */
+  stats(): PoolStats {
+    const open = this.connection?.alive ? 1 : 0
+    return {connections: open + (this.connecting ? 1 : 0), busy: this.connection?.searching ?? 0, queued: this.waiting}
   }
 
   /** Close `connection` so that the next lookup starts afresh (unless another did already). */

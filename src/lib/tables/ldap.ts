@@ -21,7 +21,7 @@
 import {DICT_FLAG} from '../protocol/constants.js'
 import {CHARS_COMMA_SP} from '../util/postfix-strings.js'
 import {activateUtf8, isValidUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
-import {OpenOptions, Table, TableError, TableLog, TableType} from './table.js'
+import {OpenOptions, PoolStats, Table, TableError, TableLog, TableType} from './table.js'
 import {InFlightLookups} from './backend-pool.js'
 import {CfParser} from './sql/cf-parser.js'
 import {withTimeLimit, SQL_LOOKUP_TIMEOUT_MS} from './sql/host-pool.js'
@@ -444,6 +444,15 @@ export class LdapTable implements Table {
       this.warn(message)
     }
     return new TableError('retry', message.trimEnd())
+  }
+
+  /** The shared connection of these connection settings (every table with them shows the same). */
+  poolStats(): PoolStats {
+    return this.shared.stats()
+  }
+
+  get sharedPool(): object {
+    return this.shared
   }
 
   private drop(connection: LdapConnection): void {

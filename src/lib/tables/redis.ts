@@ -44,7 +44,7 @@ import {CfParser} from './sql/cf-parser.js'
 import {DomainList, TemplateContext} from './sql/template.js'
 import {pathBytes, strerror} from './source-file.js'
 import {socketErrorText} from './socketmap.js'
-import {OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableLog, TableType} from './table.js'
+import {OpenOptions, PoolStats, SequenceCursor, SequenceFunction, Table, TableError, TableLog, TableType} from './table.js'
 
 export const REDIS_DEFAULTS = {
   hosts: 'localhost:6379',
@@ -172,6 +172,10 @@ function isServerFailure(err: unknown, write: boolean): boolean {
 class ServerConnection {
   private active = 0
   users = 0
+  /** Commands sent and not answered yet. */
+  private busy = 0
+  /** Requests waiting for a connection that is being opened. */
+  private queued = 0
 
   constructor(readonly key: string, private readonly clients: ServerClient[]) {}
 
@@ -182,8 +186,19 @@ class ServerConnection {
       const index = (this.active + tried) % this.clients.length
       const server = this.clients[index]
       try {
-        await server.ready()
-        const result = await command(server.client, server.session)
+        this.queued++
+        try {
+          await server.ready()
+        } finally {
+          this.queued--
+        }
+        this.busy++
+        let result: T
+        try {
+          result = await command(server.client, server.session)
+        } finally {
+          this.busy--
+        }
         this.active = index
         return result
       } catch (err) {
@@ -194,10 +209,19 @@ class ServerConnection {
     throw new TableError('retry', (last as Error).message)
   }
 
+  /** Every table with this server setting shares these figures. */
+  stats(): PoolStats {
+    const open = this.clients.filter((s) => OPEN_STATUSES.has(s.client.status)).length
+    return {connections: open, busy: this.busy, queued: this.queued}
+  }
+
   close(): void {
     for (const s of this.clients) s.client.disconnect()
   }
 }
+
+/** ioredis client states with a connection open or being opened ("reconnecting" waits to try again). */
+const OPEN_STATUSES: ReadonlySet<string> = new Set(['connecting', 'connect', 'ready'])
 
 const connections = new Map<string, ServerConnection>()
 
@@ -399,6 +423,15 @@ class RedisTable implements Table {
       }
     }
     return state.batch.pop()
+  }
+
+  /** The shared client of this server setting (every table with that setting shows the same). */
+  poolStats(): PoolStats {
+    return this.connection.stats()
+  }
+
+  get sharedPool(): object {
+    return this.connection
   }
 
   close(): void {

@@ -102,6 +102,8 @@ export interface Table {
   close?(): MaybePromise<void>
   /** The backend pool this instance uses (tables with backend connections). */
   poolStats?(): PoolStats
+  /** Set when instances share their pool (ldap, redis: one per server settings), so that it is counted once. */
+  readonly sharedPool?: object
 }
 
 /** Per-client iteration state; a table keeps what it needs in `state`. */
