@@ -5,6 +5,27 @@
 import * as fs from 'node:fs'
 import * as net from 'node:net'
 
+/**
+ * Calls `onRequest` with each netstring request a socketmap(5) client sends on `sock`, and
+ * writes what it is given back as a netstring reply.
+ */
+export function onSocketmapRequests(sock: net.Socket, onRequest: (request: string, reply: (text: string) => void) => void): void {
+  let buf = Buffer.alloc(0)
+  const reply = (text: string): void => { sock.write(`${Buffer.byteLength(text, 'latin1')}:${text},`, 'latin1') }
+  sock.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d])
+    for (;;) {
+      const colon = buf.indexOf(0x3a)
+      if (colon < 0) return
+      const len = Number(buf.subarray(0, colon).toString())
+      if (buf.length < colon + len + 2) return
+      const request = buf.subarray(colon + 1, colon + 1 + len).toString('latin1')
+      buf = buf.subarray(colon + len + 2)
+      onRequest(request, reply)
+    }
+  })
+}
+
 /** A socketmap server that answers "name key" with "OK name=key" ("TEMP ..." for key temp), only when told to. */
 export class HeldSocketmap {
   readonly server: net.Server
@@ -21,23 +42,12 @@ export class HeldSocketmap {
       this.mostAtOnce = Math.max(this.mostAtOnce, ++this.open)
       sock.once('close', () => this.open--)
       sock.on('error', () => {})
-      let buf = Buffer.alloc(0)
-      sock.on('data', (d: Buffer) => {
-        buf = Buffer.concat([buf, d])
-        for (;;) {
-          const colon = buf.indexOf(0x3a)
-          if (colon < 0) return
-          const len = Number(buf.subarray(0, colon).toString())
-          if (buf.length < colon + len + 2) return
-          const request = buf.subarray(colon + 1, colon + 1 + len).toString('latin1')
-          buf = buf.subarray(colon + len + 2)
-          this.requests.push(request)
-          const [name, key] = request.split(' ')
-          const reply = key === 'temp' ? 'TEMP try later' : `OK ${name}=${key}`
-          const answer = (): void => { sock.write(`${Buffer.byteLength(reply, 'latin1')}:${reply},`, 'latin1') }
-          if (this.holding) this.held.push(answer)
-          else answer()
-        }
+      onSocketmapRequests(sock, (request, reply) => {
+        this.requests.push(request)
+        const [name, key] = request.split(' ')
+        const answer = (): void => reply(key === 'temp' ? 'TEMP try later' : `OK ${name}=${key}`)
+        if (this.holding) this.held.push(answer)
+        else answer()
       })
     })
   }

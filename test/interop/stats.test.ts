@@ -368,33 +368,8 @@ describe('proxymap stats', () => {
   })
 
   test('--watch on a terminal redraws every second, and Ctrl-C ends it with exit 0', async () => {
-    // A pseudo-terminal that types Ctrl-C once the table has been drawn twice.
-    const driver = `
-import os, pty, sys, time, select, struct, fcntl, termios
-pid, fd = pty.fork()
-if pid == 0:
-    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    os.execvp(sys.argv[1], sys.argv[1:])
-out, sent, deadline = b"", False, time.time() + 40
-while time.time() < deadline:
-    r, _, _ = select.select([fd], [], [], 0.2)
-    if r:
-        try:
-            data = os.read(fd, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        out += data
-    if not sent and out.count(b"\\x1b[H\\x1b[2J") >= 2:
-        os.write(fd, b"\\x03")
-        sent = True
-_, status = os.waitpid(pid, 0)
-sys.stdout.buffer.write(out)
-sys.exit(os.waitstatus_to_exitcode(status))
-`
-    const r = await runCommand('python3', ['-c', driver, process.execPath, PROJECT_BIN, 'stats', '-c', pf.etc, '--watch', '--no-color'],
-      {cwd: PROJECT_ROOT, env: {...process.env, TERM: 'xterm-256color'}, timeoutMs: 60_000})
+    // Ctrl-C, typed once the table has been drawn twice.
+    const r = await runOnTerminal(['stats', '-c', pf.etc, '--watch', '--no-color'], {answer: '\x03', typeAfter: {text: '\x1b[H\x1b[2J', times: 2}})
     assert.equal(r.code, 0, r.stdout)
     assert.ok(r.stdout.split('\x1b[H\x1b[2J').filter(frame => /proxymap: \d+ requests/.test(frame)).length >= 2, r.stdout)
   })

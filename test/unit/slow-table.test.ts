@@ -21,6 +21,7 @@ import {ClientSession, ProxymapService} from '../../src/lib/server/proxymap-serv
 import {socketmapTypeWith} from '../../src/lib/tables/socketmap.js'
 import {hexQuote, tcpTypeWith} from '../../src/lib/tables/tcp.js'
 import type {OpenOptions} from '../../src/lib/tables/table.js'
+import {onSocketmapRequests} from '../helpers/held-socketmap.js'
 
 const SLOW_MS = 2000
 let dir: string
@@ -30,21 +31,11 @@ const received: string[] = []
 /** A socketmap server: netstring "name key" -> "OK value-of-key" after `delayMs`. */
 function socketmapServer(socketPath: string, delayMs: number): Promise<void> {
   const server = net.createServer((sock) => {
-    let buf = Buffer.alloc(0)
-    sock.on('data', (d) => {
-      buf = Buffer.concat([buf, d])
-      for (;;) {
-        const colon = buf.indexOf(0x3a)
-        if (colon < 0) return
-        const len = Number(buf.subarray(0, colon).toString())
-        if (buf.length < colon + len + 2) return
-        const request = buf.subarray(colon + 1, colon + 1 + len).toString('latin1')
-        buf = buf.subarray(colon + len + 2)
-        received.push(request)
-        const key = request.slice(request.indexOf(' ') + 1)
-        const reply = key === 'missing' ? 'NOTFOUND ' : key === 'temp' ? 'TEMP try later' : key === 'perm' ? 'PERM no' : `OK value-of-${key}`
-        setTimeout(() => sock.write(`${Buffer.byteLength(reply, 'latin1')}:${reply},`, 'latin1'), delayMs)
-      }
+    onSocketmapRequests(sock, (request, reply) => {
+      received.push(request)
+      const key = request.slice(request.indexOf(' ') + 1)
+      const text = key === 'missing' ? 'NOTFOUND ' : key === 'temp' ? 'TEMP try later' : key === 'perm' ? 'PERM no' : `OK value-of-${key}`
+      setTimeout(() => reply(text), delayMs)
     })
     sock.on('error', () => {})
   })
