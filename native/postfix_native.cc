@@ -14,7 +14,7 @@
 //            seekBatch(after, maxEntries, maxBytes) lastTxnId()
 //            releaseMap() close()
 //   LmdbTxn: put(key, value, noOverwrite) del(key) cursorGet(op, key) commit() abort()
-//   flock(fd, op) fcntlLock(fd, type, wait) chroot(path) setsid()
+//   flock(fd, op) fcntlLock(fd, type, wait) exchangeFiles(a, b) chroot(path) setsid()
 //   dgramConnect(path) -> fd   dgramSend(fd, bytes)   (AF_UNIX datagrams: the postlog service)
 //
 // A table file may be truncated or overwritten while it is open (`cp new old`, `truncate`):
@@ -1093,6 +1093,16 @@ Napi::Value Chroot(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// exchangeFiles(a, b): renameat2(RENAME_EXCHANGE), both names swapped in one step, so that
+// neither is ever missing or names a half-written file.
+Napi::Value ExchangeFiles(const Napi::CallbackInfo& info) {
+  std::string a = bytesArg(info, 0);
+  std::string b = bytesArg(info, 1);
+  if (renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) < 0)
+    throw errnoError(info.Env(), errno, "rename " + a + " " + b);
+  return info.Env().Undefined();
+}
+
 Napi::Value Setsid(const Napi::CallbackInfo& info) {
   pid_t sid = setsid();
   if (sid < 0) throw errnoError(info.Env(), errno, "setsid");
@@ -1148,6 +1158,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("flock", Napi::Function::New(env, Flock));
   exports.Set("fcntlLock", Napi::Function::New(env, FcntlLock));
   exports.Set("chroot", Napi::Function::New(env, Chroot));
+  exports.Set("exchangeFiles", Napi::Function::New(env, ExchangeFiles));
   exports.Set("setsid", Napi::Function::New(env, Setsid));
   exports.Set("dgramConnect", Napi::Function::New(env, DgramConnect));
   exports.Set("dgramSend", Napi::Function::New(env, DgramSend));

@@ -4,7 +4,7 @@
 // and transactions for the lmdb table type, the engines of the regexp and pcre table types
 // and of UTF-8 case folding (native/patterns.cc: the C library's regex, libpcre2-8 and
 // ICU, as Postfix links them), and the POSIX calls Node lacks: flock(),
-// fcntl() record locks, chroot(), setsid(). The C++ side only forwards calls; decisions
+// fcntl() record locks, renameat2(RENAME_EXCHANGE), chroot(), setsid(). The C++ side only forwards calls; decisions
 // live here and in the callers. The addon is loaded on first use, so that commands that never touch
 // these features work without it.
 
@@ -198,6 +198,8 @@ export interface PostfixNative {
    */
   fcntlLock(fd: number, type: number, wait: boolean): boolean
   chroot(path: Buffer): void
+  /** renameat2(a, b, RENAME_EXCHANGE): the two names swap files in one step. */
+  exchangeFiles(a: Buffer, b: Buffer): void
   /** setsid(): the new session id. */
   setsid(): number
   /** A connected AF_UNIX datagram socket (Node has none): its descriptor. */
@@ -333,6 +335,11 @@ export function fcntlLock(fd: number, operation: LockOperation, wait = true): bo
   const n = loadNative()
   const type = operation === 'none' ? n.constants.F_UNLCK : operation === 'shared' ? n.constants.F_RDLCK : n.constants.F_WRLCK
   return n.fcntlLock(fd, type, wait)
+}
+
+/** Swap the files that two names of one file system hold, atomically (Linux renameat2()). */
+export function exchangeFiles(a: Buffer, b: Buffer): void {
+  loadNative().exchangeFiles(a, b)
 }
 
 /** chroot(): a string path is passed as UTF-8; give a Buffer for other bytes. */
