@@ -41,15 +41,16 @@
 //   more; a file shorter than its meta page says is not opened. When that fails, the read
 //   is a retry error and changed() tells the service to reopen the table.
 
-import {BigIntStats, closeSync, fstatSync, openSync, promises as fsp} from 'node:fs'
+import {BigIntStats, closeSync, fstatSync, fsync, openSync, promises as fsp, read, statSync, unlinkSync} from 'node:fs'
+import {promisify} from 'node:util'
 import * as pathModule from 'node:path'
 import {DICT_FLAG} from '../protocol/constants.js'
-import {flock, isStaleFileError, NativeCursor, NativeDb, NativeError} from '../native/index.js'
+import {exchangeFiles, flock, isStaleFileError, NativeCursor, NativeDb, NativeError} from '../native/index.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
-import {FileStamp, fileChanged, noteOwnReplacement, pathBytes, stampOf, strerror} from './source-file.js'
+import {FileStamp, fileChanged, pathBytes, sameStamp, stampOf, strerror} from './source-file.js'
 import {
   bytes, copyOwnership, GroupCommit, loadAddon, lockFileUnderPath, noOverwrite, nulForUpdate, ownSequenceState, PendingWrite,
-  reasonOf, runLocked, setTableLock, settleDuplicate, stampOfFd, syncDirectory, text, tryNulConventions,
+  reasonOf, runLocked, setTableLock, settleDuplicate, stampOfFd, text, tryNulConventions,
   waitBeforeLockAttempt, warnIfOlderThanSource, withNulDefaults,
 } from './file-db.js'
 import {OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableLog, TableType} from './table.js'
@@ -57,6 +58,9 @@ import {OpenOptions, SequenceCursor, SequenceFunction, Table, TableError, TableL
 export const DB_SUFFIX = '.db'
 /** The copy that a group of proxywrite updates is applied to before it replaces `path.db`. */
 export const SHADOW_SUFFIX = '.proxymap-tmp'
+/** The names of the shadows (see commitGroup). */
+const SHADOW_SUFFIXES = [SHADOW_SUFFIX, `${SHADOW_SUFFIX}2`]
+const SHADOWS = SHADOW_SUFFIXES.length
 /** Postfix's DICT_DB_NELM: the element-count hint for new hash files. */
 const HASH_NELEM = 4096
 /** Postfix's default berkeley_db_read_buffer_size. */
@@ -74,6 +78,32 @@ interface DbSequenceState {
 /** Opens `file` of the table's directory (the table's own file, or its shadow copy). */
 export type DbOpener = (file: string, create: boolean) => NativeDb
 
+/** The outcome of one write of a group: its reply. */
+type WriteResult = {ok: true; value: boolean} | {ok: false; error: unknown}
+
+/** A directory fsync() running in the background; `settled` resolves with its failure, if any. */
+interface DirectorySync {
+  done: boolean
+  settled: Promise<TableError | undefined>
+}
+
+/** A copy that SYNC_UPDATE writes go to before it replaces the table (see commitGroup). */
+interface Shadow {
+  db: NativeDb
+  /** Where it is: the table's name and one of SHADOW_SUFFIXES. */
+  path: string
+  /** The shadow file as we left it: a write by another process shows as a change. */
+  stamp: FileStamp
+  /** The writes of the commits since it was the table: in the table, not yet in the shadow. */
+  behind: PendingWrite<NativeDb>[]
+  /** The directory fsync() after the exchange that made it a shadow: it is written only once that is done. */
+  onDisk: DirectorySync
+  /** A second descriptor of its file, which the commit locks (flock() locks belong to an open file; the handle's own is locked by lookups once it is the table). */
+  lockFd: number
+  /** We hold its exclusive flock(). */
+  locked: boolean
+}
+
 /** Copies of a file that another process keeps changing without the lock, before we use the last one. */
 const COPY_ATTEMPTS = 5
 
@@ -90,6 +120,9 @@ export class BerkeleyDbTable implements Table {
   private readonly cursorCount = new Map<NativeDb, number>()
   private readonly retired: NativeDb[] = []
   private warnedInPlace = false
+  /** The shadows, the next one to use first (see commitGroup). */
+  private readonly shadows: Shadow[] = []
+  private directoryFd = -1
 
   constructor(
     readonly type: DbKind,
@@ -184,62 +217,302 @@ export class BerkeleyDbTable implements Table {
    * SYNC_UPDATE (proxywrite forces it): Postfix writes the file in place and DB->sync()s
    * after each update, and a process killed in the middle of a sync that writes several
    * pages (a page split, a hash expansion) leaves a file that libdb cannot read. Instead, a
-   * group of writes is applied to a copy of the file in the same directory, which is synced
-   * and renamed over the original while we hold the original's exclusive flock() (what
+   * group of writes goes to a shadow copy of the file in the same directory, which is
+   * synced (DB->sync(): written and fdatasync()ed) and then swapped with the original in
+   * one rename (RENAME_EXCHANGE) while we hold the original's exclusive flock() (what
    * Postfix's own readers and writers take), so the file under the name is always a
-   * complete one: the old or the new. The copy is taken from the file that the name holds
-   * once the lock is ours, so that a file replaced or rewritten by another process is
-   * the base of the change. Then our handle is reopened on the new file.
+   * complete one: the old or the new. The writes are answered then.
+   *
+   * The replaced file becomes a shadow again, behind by the groups committed since: it is
+   * brought up to date by replaying them when it is next used. There are two shadows, used
+   * in turn, so that the directory fsync() that makes an exchange survive a system crash
+   * runs in the background while the next group commits: a shadow is written only once the
+   * exchange that took it out of the name is on disk, so that even a system crash never
+   * leaves a half-written file under the name. (A system crash may lose the last group
+   * answered; a kill loses nothing.)
+   *
+   * A shadow is made by copying the table only when there is none yet, when a sequence
+   * still reads the replaced file, or when another process changed the table or the
+   * shadow (a real `postmap -i`): what the name holds once the lock is ours is then the
+   * base of the change.
    */
   private async commitGroup(group: PendingWrite<NativeDb>[]): Promise<void> {
-    const shadowPath = this.name + SHADOW_SUFFIX
-    const original = await lockFileUnderPath(this.name, true, () => this.closed, this.name)
-    let shadowCreated = false
+    const table = await this.lockTable()
+    let shadow: Shadow | undefined
     try {
       for (let attempt = 1; ; attempt++) {
-        const from = await original.stat({bigint: true})
-        let shadow: fsp.FileHandle
-        try {
-          shadow = await fsp.open(pathBytes(shadowPath), 'w', 0o600)
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code
-          if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') throw err
-          this.commitInPlace(group, from, `cannot create ${shadowPath}: ${strerror(err)}`)
-          return
-        }
-        shadowCreated = true
-        try {
-          await copyOwnership(shadow, from)
-          await copyContents(original, shadow)
-          // Flush the copied pages off the event loop: DB->close() below fdatasync()s the
-          // copy synchronously, and should then have only this group's pages to write, so
-          // that a big table does not stall the lookups of other tables meanwhile.
-          await shadow.datasync()
-          // DB->close() fdatasync()s the copy (data, size and blocks: what reading it needs).
-          const results = this.applyToShadow(group, pathModule.basename(shadowPath))
-          // Postfix writes a hash or btree file's pages at DB->sync()/close() time, and
-          // postmap -d closes after it has released its lock: a file that changed while
-          // we copied it is copied again, so that such a change is neither torn nor lost.
-          const now = await original.stat({bigint: true})
-          if ((now.mtimeNs !== from.mtimeNs || now.size !== from.size) && attempt < COPY_ATTEMPTS) continue
-          await fsp.rename(pathBytes(shadowPath), pathBytes(this.name))
-          shadowCreated = false
-          await syncDirectory(pathModule.dirname(this.name))
+        shadow = this.shadows[0]
+        // (rather than wait for the directory, make the second shadow)
+        if (shadow && !shadow.onDisk.done && this.shadows.length < SHADOWS) shadow = undefined
+        // A `postmap -i` that locked this file while it was the table writes the table now:
+        // its lock on the shadow is released once it is done.
+        if (shadow) await this.lockShadow(shadow)
+        const from = fstatSync(table.fd, {bigint: true})
+        if (!sameStamp(stampOf(from), this.stamp)) {
+          // Another process changed the table: our handle's pages and the shadows are stale.
+          this.dropShadows()
           this.reopen()
-          noteOwnReplacement(this.name, this.stamp.ino)
-          results.forEach((r, i) => (r.ok ? group[i].resolve(r.value) : group[i].reject(r.error)))
-          return
-        } finally {
-          await shadow.close()
+          shadow = undefined
+        } else if (shadow && !this.shadowIntact(shadow)) {
+          this.dropShadows()
+          shadow = undefined
         }
+        if (!shadow) {
+          const made = await this.copyToShadow(table.fd, from)
+          if (typeof made === 'string') {
+            this.commitInPlace(group, from, made)
+            return
+          }
+          shadow = made
+        }
+        const failure = await shadow.onDisk.settled
+        if (failure !== undefined) throw failure
+        const results = this.applyToShadow(shadow, group)
+        if (!results) continue // (the shadow was dropped; a copy is made)
+        // Postfix writes a hash or btree file's pages at DB->sync()/close() time, and
+        // postmap -d closes after it has released its lock: a table that changed while we
+        // worked is copied again, so that such a change is neither torn nor lost.
+        const now = fstatSync(table.fd, {bigint: true})
+        if ((now.mtimeNs !== from.mtimeNs || now.size !== from.size) && attempt < COPY_ATTEMPTS) {
+          this.dropShadows()
+          continue
+        }
+        // Another instance of the table (other flags, another process) may have put its own
+        // shadow under the name while it held the lock; only ours may be exchanged.
+        if (!this.shadowNamed(shadow)) {
+          this.dropShadows()
+          continue
+        }
+        this.swapWithShadow(shadow, group, results, await this.putShadowInPlace(shadow.path))
+        shadow = undefined
+        results.forEach((r, i) => (r.ok ? group[i].resolve(r.value) : group[i].reject(r.error)))
+        return
       }
     } catch (err) {
+      this.dropShadows()
       if (err instanceof TableError) throw err
       throw new TableError('retry', `${this.name}: flush dictionary: ${reasonOf(err)}`)
     } finally {
-      if (shadowCreated) await fsp.unlink(pathBytes(shadowPath)).catch(() => undefined)
-      await original.close() // (releases the lock)
+      await table.release()
+      if (shadow) this.unlockShadow(shadow)
     }
+  }
+
+  /**
+   * Swap the shadow and the table; true when the replaced file stays under the shadow's
+   * name. A file system without RENAME_EXCHANGE gets a plain rename (a copy per commit).
+   */
+  private async putShadowInPlace(shadowPath: string): Promise<boolean> {
+    try {
+      exchangeFiles(pathBytes(shadowPath), pathBytes(this.name))
+      return true
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code !== 'EINVAL' && code !== 'ENOSYS' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err
+    }
+    await fsp.rename(pathBytes(shadowPath), pathBytes(this.name))
+    return false
+  }
+
+  /**
+   * The exclusive flock() of the file under the table's name. Usually that is our handle's
+   * file, locked through a new descriptor of its own (flock() locks belong to an open
+   * file, and lookups lock the handle's descriptor); when it is busy or another file took
+   * the name, wait for the lock as a Postfix writer would (see lockFileUnderPath).
+   */
+  private async lockTable(): Promise<{fd: number; release(): Promise<void>}> {
+    let fd = -1
+    try {
+      fd = secondDescriptor(this.db.fd(), this.name)
+      if (flock(fd, 'exclusive', false)) {
+        const locked = fstatSync(fd, {bigint: true})
+        const named = statSync(pathBytes(this.name), {bigint: true, throwIfNoEntry: false})
+        if (named?.dev === locked.dev && named.ino === locked.ino && locked.nlink > 0n) {
+          const lockedFd = fd
+          return {fd, release: async () => closeSync(lockedFd)} // (closing releases the lock)
+        }
+      }
+    } catch {
+      // (the general way below reports what fails)
+    }
+    if (fd >= 0) closeSync(fd)
+    const handle = await lockFileUnderPath(this.name, true, () => this.closed, this.name)
+    return {fd: handle.fd, release: () => handle.close()} // (closing releases the lock)
+  }
+
+  /** fsync() the table's directory in the background: what `onDisk` of a shadow waits for. */
+  private syncDirectoryInBackground(): DirectorySync {
+    const state: DirectorySync = {done: false, settled: Promise.resolve(undefined)}
+    state.settled = (async () => {
+      try {
+        if (this.directoryFd < 0) this.directoryFd = openSync(pathBytes(pathModule.dirname(this.name)), 'r')
+        await fsyncDescriptor(this.directoryFd)
+        return undefined
+      } catch (err) {
+        return new TableError('retry', `${this.name}: flush directory: ${reasonOf(err)}`)
+      } finally {
+        state.done = true
+      }
+    })()
+    return state
+  }
+
+  /** Wait (without blocking the event loop) for the exclusive flock() of a shadow file. */
+  private async lockShadow(shadow: Shadow): Promise<void> {
+    if (shadow.locked) return
+    for (let attempt = 0; ; attempt++) {
+      if (this.closed || !this.shadows.includes(shadow)) throw new TableError('retry', `${this.name}: table is closed`)
+      if (flock(shadow.lockFd, 'exclusive', false)) break
+      await waitBeforeLockAttempt(attempt)
+    }
+    shadow.locked = true
+  }
+
+  private unlockShadow(shadow: Shadow): void {
+    if (!shadow.locked) return
+    shadow.locked = false
+    flock(shadow.lockFd, 'none')
+  }
+
+  /** The shadow file is still ours under its name, as we left it (no process that had it open as the table wrote it). */
+  private shadowIntact(shadow: Shadow): boolean {
+    return !fileChanged(shadow.path, shadow.stamp) && sameStamp(stampOfFd(shadow.db.fd(), shadow.stamp), shadow.stamp)
+  }
+
+  /** The shadow's name still holds our shadow file. */
+  private shadowNamed(shadow: Shadow): boolean {
+    const named = statSync(pathBytes(shadow.path), {bigint: true, throwIfNoEntry: false})
+    const own = fstatSync(shadow.db.fd(), {bigint: true})
+    return named !== undefined && named.dev === own.dev && named.ino === own.ino
+  }
+
+  /**
+   * A new shadow, locked: a copy of the locked table (`tableFd`) under a name no shadow
+   * uses. Answers why, when the copy cannot be made where the table is (the caller then
+   * writes in place).
+   */
+  private async copyToShadow(tableFd: number, from: BigIntStats): Promise<Shadow | string> {
+    const path = SHADOW_SUFFIXES.map((suffix) => this.name + suffix).find((p) => !this.shadows.some((s) => s.path === p))!
+    // The name may still hold a replaced file that a sequence reads: never write it.
+    await fsp.unlink(pathBytes(path)).catch(() => undefined)
+    let copy: fsp.FileHandle
+    try {
+      copy = await fsp.open(pathBytes(path), 'wx', 0o600)
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') throw err
+      return `cannot create ${path}: ${strerror(err)}`
+    }
+    try {
+      await copyOwnership(copy, from)
+      await copyContents(tableFd, copy)
+      // Flush the copied pages off the event loop: DB->sync() fdatasync()s the copy
+      // synchronously, and should then have only this group's pages to write, so that a
+      // big table does not stall the lookups of other tables meanwhile.
+      await copy.datasync()
+    } catch (err) {
+      await fsp.unlink(pathBytes(path)).catch(() => undefined)
+      throw err
+    } finally {
+      await copy.close()
+    }
+    let db: NativeDb
+    try {
+      db = this.openFile(pathModule.basename(path), false)
+    } catch (err) {
+      throw new TableError('retry', `open database ${this.name}: ${reasonOf(err)}`)
+    }
+    const shadow: Shadow = {
+      db, path, lockFd: secondDescriptor(db.fd(), path), stamp: stampOfFd(db.fd(), this.stamp), behind: [], locked: false,
+      onDisk: {done: true, settled: Promise.resolve(undefined)},
+    }
+    this.shadows.unshift(shadow)
+    await this.lockShadow(shadow)
+    return shadow
+  }
+
+  /** Close the shadows (copies are made again when needed); `remove`: unlink their files too, where their names still hold them. */
+  private dropShadows(remove = false): void {
+    for (const shadow of this.shadows.splice(0)) {
+      const stillNamed = remove && !fileChanged(shadow.path, stampOfFd(shadow.db.fd(), shadow.stamp))
+      this.unlockShadow(shadow)
+      closeSync(shadow.lockFd)
+      this.closeHandle(shadow.db)
+      if (stillNamed) {
+        try {
+          unlinkSync(pathBytes(shadow.path))
+        } catch {
+          // (left for the next commit, which replaces it)
+        }
+      }
+    }
+  }
+
+  /**
+   * Bring the shadow up to date (the groups it is behind by), then apply each write of
+   * `group` in order (a write that fails fails alone), then DB->sync() it (pages written,
+   * fdatasync()). Undefined when the shadow could not replay what the table holds: the
+   * shadows were dropped.
+   */
+  private applyToShadow(shadow: Shadow, group: PendingWrite<NativeDb>[]): WriteResult[] | undefined {
+    try {
+      for (const w of shadow.behind) w.apply(shadow.db)
+    } catch {
+      this.dropShadows()
+      return undefined
+    }
+    shadow.behind = []
+    const results = group.map((w): WriteResult => {
+      try {
+        return {ok: true, value: w.apply(shadow.db)}
+      } catch (error) {
+        return {ok: false, error}
+      }
+    })
+    try {
+      shadow.db.sync()
+    } catch (err) {
+      // The copy may be incomplete: it is not used.
+      this.dropShadows()
+      throw new TableError('retry', `${this.name}: flush dictionary: ${reasonOf(err)}`)
+    }
+    return results
+  }
+
+  /**
+   * After the exchange: the shadow's handle reads the table, and the replaced file, now
+   * under the shadow's name, becomes the last shadow, behind by `group` (as the other one
+   * is now) — unless a sequence still reads it, for which it stays as it is, or it has no
+   * name left (a new shadow is then copied). It is written again only once the directory
+   * fsync() started here is done.
+   */
+  private swapWithShadow(shadow: Shadow, group: PendingWrite<NativeDb>[], results: WriteResult[], replacedKept: boolean): void {
+    const replaced = this.db
+    this.unlockShadow(shadow)
+    closeSync(shadow.lockFd)
+    this.shadows.splice(this.shadows.indexOf(shadow), 1)
+    this.db = shadow.db
+    this.fd = this.db.fd()
+    this.refreshStamp()
+    const committed = group.filter((_, i) => results[i].ok)
+    for (const other of this.shadows) other.behind.push(...committed)
+    const onDisk = this.syncDirectoryInBackground()
+    if (this.cursorCount.get(replaced)) {
+      this.retire(replaced)
+      return
+    }
+    if (!replacedKept) {
+      this.closeHandle(replaced)
+      return
+    }
+    let lockFd: number
+    try {
+      lockFd = secondDescriptor(replaced.fd(), shadow.path)
+    } catch {
+      this.closeHandle(replaced)
+      return
+    }
+    this.shadows.push({db: replaced, path: shadow.path, lockFd, stamp: stampOfFd(replaced.fd(), this.stamp), behind: committed, locked: false, onDisk})
   }
 
   /**
@@ -253,6 +526,7 @@ export class BerkeleyDbTable implements Table {
       this.log.warning(`${this.name}: ${why}; updating in place, which a crash in the middle of a write can leave unreadable`)
     }
     if (this.stamp.dev !== locked.dev || this.stamp.ino !== locked.ino) this.reopen()
+    this.dropShadows()
     const results = group.map((w) => {
       try {
         return {ok: true as const, value: w.apply(this.db)}
@@ -267,27 +541,6 @@ export class BerkeleyDbTable implements Table {
     }
     this.refreshStamp()
     results.forEach((r, i) => (r.ok ? group[i].resolve(r.value) : group[i].reject(r.error)))
-  }
-
-  /** Apply each write in order to the copy; a write that fails fails alone. */
-  private applyToShadow(group: PendingWrite<NativeDb>[], file: string): ({ok: true; value: boolean} | {ok: false; error: unknown})[] {
-    let shadow: NativeDb
-    try {
-      shadow = this.openFile(file, false)
-    } catch (err) {
-      throw new TableError('retry', `open database ${this.name}: ${reasonOf(err)}`)
-    }
-    const results = group.map((w) => {
-      try {
-        return {ok: true as const, value: w.apply(shadow)}
-      } catch (error) {
-        return {ok: false as const, error}
-      }
-    })
-    // DB->close() syncs; a failure here means the copy may be incomplete: it is not used.
-    const status = shadow.close()
-    if (status !== 0) throw new TableError('retry', `${this.name}: flush dictionary: error ${status}`)
-    return results
   }
 
   /**
@@ -321,7 +574,12 @@ export class BerkeleyDbTable implements Table {
       this.closeHandle(old)
       return
     }
-    this.retired.push(old)
+    this.retire(old)
+  }
+
+  /** Keep a replaced handle for the cursors still on it. */
+  private retire(db: NativeDb): void {
+    this.retired.push(db)
     if (this.retired.length > MAX_RETIRED_HANDLES) this.closeHandle(this.retired.shift()!)
   }
 
@@ -388,24 +646,42 @@ export class BerkeleyDbTable implements Table {
     return this.stale || fileChanged(this.name, this.stamp)
   }
 
-  watchedFile(): {path: string; stamp: FileStamp} {
-    return {path: this.name, stamp: this.stamp}
-  }
-
   close(): void {
     if (this.closed) return
     this.closed = true
     for (const db of this.retired.splice(0)) this.closeHandle(db)
     // Postfix: sync, then close; a failing close is only reported.
     this.closeHandle(this.db)
+    // (last: libdb opens a file by the name it was opened with when it closes it)
+    this.dropShadows(true)
+    if (this.directoryFd >= 0) closeSync(this.directoryFd)
   }
 }
 
-/** Copy the whole of `from` into `to`, through a fixed buffer. */
-async function copyContents(from: fsp.FileHandle, to: fsp.FileHandle): Promise<void> {
+/**
+ * A new open file of the file that descriptor `fd` is open on: through /proc, or where
+ * there is none (a chroot), through `path` if that still names the same file.
+ */
+function secondDescriptor(fd: number, path: string): number {
+  try {
+    return openSync(`/proc/self/fd/${fd}`, 'r')
+  } catch {
+    const second = openSync(pathBytes(path), 'r')
+    const [a, b] = [fstatSync(fd, {bigint: true}), fstatSync(second, {bigint: true})]
+    if (a.dev === b.dev && a.ino === b.ino) return second
+    closeSync(second)
+    throw new TableError('retry', `${path}: the file was replaced`)
+  }
+}
+
+const readDescriptor = promisify(read)
+const fsyncDescriptor = promisify(fsync)
+
+/** Copy the whole of file descriptor `from` into `to`, through a fixed buffer. */
+async function copyContents(from: number, to: fsp.FileHandle): Promise<void> {
   const buffer = Buffer.allocUnsafe(1 << 20)
   for (let position = 0; ;) {
-    const {bytesRead} = await from.read(buffer, 0, buffer.length, position)
+    const {bytesRead} = await readDescriptor(from, buffer, 0, buffer.length, position)
     if (bytesRead === 0) return
     for (let written = 0; written < bytesRead;) written += (await to.write(buffer, written, bytesRead - written, position + written)).bytesWritten
     position += bytesRead

@@ -21,6 +21,10 @@ export function stampOf(st: BigIntStats): FileStamp {
   return {dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs}
 }
 
+/** The same file (identity), with the same size and mtime. */
+export const sameStamp = (a: FileStamp, b: FileStamp): boolean =>
+  a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs
+
 /** True when `path` no longer is the file described by `stamp` (or cannot be examined). */
 export function fileChanged(path: string, stamp: FileStamp): boolean {
   let st: BigIntStats
@@ -29,7 +33,7 @@ export function fileChanged(path: string, stamp: FileStamp): boolean {
   } catch {
     return true
   }
-  return st.dev !== stamp.dev || st.ino !== stamp.ino || st.size !== stamp.size || st.mtimeNs !== stamp.mtimeNs
+  return !sameStamp(stampOf(st), stamp)
 }
 
 /**
