@@ -1,6 +1,7 @@
-// Throughput of updates through our proxywrite (each one durable before its reply) on a
+// Throughput of updates through our proxywrite (each one in the table file before its reply) on a
 // 10,000-entry table made by real postmap, with 1 and with 8 concurrent clients, for each
-// table type. hash/btree/cdb updates are group commits of a new copy of the file.
+// table type. hash/btree updates are group commits to a shadow copy swapped in by one rename
+// (see src/lib/tables/berkeley-db.ts); cdb updates rebuild the file.
 //   npx tsc -p . && node --import tsx bench/write.ts
 // WRITE_ENTRIES (table size), WRITE_SECONDS (per measurement), WRITE_TYPES (lmdb,hash,...),
 // WRITE_POSTFIX=0 to skip real Postfix's proxywrite (measured in the same run by default).

@@ -18,10 +18,12 @@
 //   (DUP_IGNORE), warned about (DUP_WARN) or an error.
 // - SYNC_UPDATE (proxywrite sets it): Postfix writes in place and syncs after each update
 //   and delete, which a kill in the middle of a multi-page sync leaves unreadable. We
-//   apply the writes to a copy (`path.db.proxymap-tmp`), which libdb syncs, and rename it
-//   over `path.db` under the file's exclusive flock(), with group commit; each write is
-//   answered after the rename (see commitGroup). Without SYNC_UPDATE (`proxymap update`
-//   on the file, as postmap -i), writes go in place and reach the file at close.
+//   apply each group of writes to a shadow copy (`path.db.proxymap-tmp` or `...-tmp2`,
+//   kept while the table is open and brought up to date by replaying the groups it
+//   missed), which libdb syncs, and swap it with `path.db` in one rename under the file's
+//   exclusive flock(); each write is answered after the swap (see commitGroup). Without
+//   SYNC_UPDATE (`proxymap update` on the file, as postmap -i), writes go in place and
+//   reach the file at close.
 // - locking (DICT_FLAG_LOCK): flock() on the database file's own descriptor — shared
 //   around each read and cursor step, exclusive around each write and its sync — as
 //   Postfix does on Linux (myflock() with INTERNAL_LOCK = flock). A lock is never held
