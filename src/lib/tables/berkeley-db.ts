@@ -125,6 +125,8 @@ export class BerkeleyDbTable implements Table {
   /** The shadows, the next one to use first (see commitGroup). */
   private readonly shadows: Shadow[] = []
   private directoryFd = -1
+  /** The directory fsync() running, and the one that starts when it is done (see syncDirectoryInBackground). */
+  private readonly directorySyncs: {running?: DirectorySync; waiting?: DirectorySync} = {}
 
   constructor(
     readonly type: DbKind,
@@ -342,10 +344,20 @@ export class BerkeleyDbTable implements Table {
     return {fd: handle.fd, release: () => handle.close()} // (closing releases the lock)
   }
 
-  /** fsync() the table's directory in the background: what `onDisk` of a shadow waits for. */
+  /**
+   * A directory fsync() that starts after this moment, in the background: what `onDisk` of
+   * a shadow waits for. One runs at a time; the exchanges made meanwhile share the next.
+   */
   private syncDirectoryInBackground(): DirectorySync {
+    if (this.directorySyncs.waiting) return this.directorySyncs.waiting
     const state: DirectorySync = {done: false, settled: Promise.resolve(undefined)}
+    const before = this.directorySyncs.running?.settled
+    if (before) this.directorySyncs.waiting = state
+    else this.directorySyncs.running = state
     state.settled = (async () => {
+      await before
+      if (this.directorySyncs.waiting === state) this.directorySyncs.waiting = undefined
+      this.directorySyncs.running = state
       try {
         if (this.directoryFd < 0) this.directoryFd = openSync(pathBytes(pathModule.dirname(this.name)), 'r')
         await fsyncDescriptor(this.directoryFd)
@@ -354,6 +366,7 @@ export class BerkeleyDbTable implements Table {
         return new TableError('retry', `${this.name}: flush directory: ${reasonOf(err)}`)
       } finally {
         state.done = true
+        if (this.directorySyncs.running === state) this.directorySyncs.running = undefined
       }
     })()
     return state
