@@ -43,7 +43,7 @@
 //   more; a file shorter than its meta page says is not opened. When that fails, the read
 //   is a retry error and changed() tells the service to reopen the table.
 
-import {BigIntStats, closeSync, fstatSync, fsync, openSync, promises as fsp, read, statSync, unlinkSync} from 'node:fs'
+import {BigIntStats, closeSync, fstatSync, fsyncSync, openSync, promises as fsp, read, statSync, unlinkSync} from 'node:fs'
 import {promisify} from 'node:util'
 import * as pathModule from 'node:path'
 import {DICT_FLAG} from '../protocol/constants.js'
@@ -63,6 +63,8 @@ export const SHADOW_SUFFIX = '.proxymap-tmp'
 /** The names of the shadows (see commitGroup). */
 const SHADOW_SUFFIXES = [SHADOW_SUFFIX, `${SHADOW_SUFFIX}2`]
 const SHADOWS = SHADOW_SUFFIXES.length
+/** How long after an exchange that no commit followed its directory is synced. */
+const DIRECTORY_SYNC_DELAY_MS = 1000
 /** Postfix's DICT_DB_NELM: the element-count hint for new hash files. */
 const HASH_NELEM = 4096
 /** Postfix's default berkeley_db_read_buffer_size. */
@@ -83,12 +85,6 @@ export type DbOpener = (file: string, create: boolean) => NativeDb
 /** The outcome of one write of a group: its reply. */
 type WriteResult = {ok: true; value: boolean} | {ok: false; error: unknown}
 
-/** A directory fsync() running in the background; `settled` resolves with its failure, if any. */
-interface DirectorySync {
-  done: boolean
-  settled: Promise<TableError | undefined>
-}
-
 /** A copy that SYNC_UPDATE writes go to before it replaces the table (see commitGroup). */
 interface Shadow {
   db: NativeDb
@@ -98,8 +94,8 @@ interface Shadow {
   stamp: FileStamp
   /** The writes of the commits since it was the table: in the table, not yet in the shadow. */
   behind: PendingWrite<NativeDb>[]
-  /** The directory fsync() after the exchange that made it a shadow: it is written only once that is done. */
-  onDisk: DirectorySync
+  /** The number of the exchange that made it a shadow (0: a copy): it is written only once a directory fsync() covers that one. */
+  exchange: number
   /** A second descriptor of its file, which the commit locks (flock() locks belong to an open file; the handle's own is locked by lookups once it is the table). */
   lockFd: number
   /** We hold its exclusive flock(). */
@@ -111,6 +107,53 @@ const COPY_ATTEMPTS = 5
 
 /** Replaced handles kept for cursors still reading them; beyond this, the oldest is closed. */
 const MAX_RETIRED_HANDLES = 16
+
+/**
+ * The files each table's commits in this process swapped out of its name lately, by any
+ * instance (instances differ by flags, and one that the service replaced still finishes
+ * its commits): a `postmap -i` that opened one while it was the table locks it and then
+ * writes the table under its name, so a commit waits for their locks (through descriptors
+ * of its own) before it touches anything.
+ */
+const replacedFiles = new Map<string, {fd: number; ino: bigint; until: number}[]>()
+/** How long a replaced file is waited for: a postmap that opened it locks it at once. */
+const REPLACED_FILE_MS = 10_000
+const MAX_REPLACED_FILES = 16
+
+function rememberReplaced(name: string, fd: number, path: string): void {
+  let files = replacedFiles.get(name)
+  if (!files) replacedFiles.set(name, files = [])
+  try {
+    const second = secondDescriptor(fd, path)
+    files.push({fd: second, ino: fstatSync(second, {bigint: true}).ino, until: Date.now() + REPLACED_FILE_MS})
+  } catch {
+    // (not waited for; as with a file replaced by another process)
+  }
+  const now = Date.now()
+  while (files.length > 0 && (files.length > MAX_REPLACED_FILES || files[0].until < now)) closeSync(files.shift()!.fd)
+}
+
+/** Wait for the locks of the files replaced lately but those in `own` (locked already); returns the unlocker. */
+async function lockReplacedFiles(name: string, own: Set<bigint>): Promise<() => void> {
+  const locked: number[] = []
+  const unlock = (): void => {
+    for (const fd of locked.splice(0)) flock(fd, 'none')
+  }
+  try {
+    for (const file of [...(replacedFiles.get(name) ?? [])]) {
+      if (own.has(file.ino) || file.until < Date.now()) continue
+      for (let attempt = 0; !flock(file.fd, 'exclusive', false); attempt++) {
+        if (file.until < Date.now()) break
+        await waitBeforeLockAttempt(attempt)
+      }
+      if (replacedFiles.get(name)?.includes(file)) locked.push(file.fd)
+    }
+  } catch (err) {
+    unlock()
+    throw err
+  }
+  return unlock
+}
 
 export class BerkeleyDbTable implements Table {
   flags: number
@@ -125,8 +168,11 @@ export class BerkeleyDbTable implements Table {
   /** The shadows, the next one to use first (see commitGroup). */
   private readonly shadows: Shadow[] = []
   private directoryFd = -1
-  /** The directory fsync() running, and the one that starts when it is done (see syncDirectoryInBackground). */
-  private readonly directorySyncs: {running?: DirectorySync; waiting?: DirectorySync} = {}
+  /** Exchanges made, and how many of them a directory fsync() has made durable (see commitGroup). */
+  private exchanges = 0
+  private exchangesOnDisk = 0
+  /** A directory fsync() to come, for exchanges that no commit has synced since. */
+  private directoryTimer: NodeJS.Timeout | undefined
 
   constructor(
     readonly type: DbKind,
@@ -228,12 +274,12 @@ export class BerkeleyDbTable implements Table {
    * complete one: the old or the new. The writes are answered then.
    *
    * The replaced file becomes a shadow again, behind by the groups committed since: it is
-   * brought up to date by replaying them when it is next used. There are two shadows, used
-   * in turn, so that the directory fsync() that makes an exchange survive a system crash
-   * runs in the background while the next group commits: a shadow is written only once the
-   * exchange that took it out of the name is on disk, so that even a system crash never
-   * leaves a half-written file under the name. (A system crash may lose the last group
-   * answered; a kill loses nothing.)
+   * brought up to date by replaying them when it is next used. A shadow is written only
+   * once a directory fsync() has made the exchange that took it out of the name durable,
+   * so that even a system crash never leaves a half-written file under the name. There are
+   * two shadows, used in turn, so that one directory fsync() covers two commits' exchanges
+   * (and one runs a second after the last exchange if no commit follows): a system crash
+   * may lose the last two groups answered; a kill loses nothing.
    *
    * A shadow is made by copying the table only when there is none yet, when a sequence
    * still reads the replaced file, or when another process changed the table or the
@@ -242,15 +288,20 @@ export class BerkeleyDbTable implements Table {
    */
   private async commitGroup(group: PendingWrite<NativeDb>[]): Promise<void> {
     const table = await this.lockTable()
+    let unlockReplaced = (): void => undefined
     let shadow: Shadow | undefined
     try {
       for (let attempt = 1; ; attempt++) {
         shadow = this.shadows[0]
         // (rather than wait for the directory, make the second shadow)
-        if (shadow && !shadow.onDisk.done && this.shadows.length < SHADOWS) shadow = undefined
-        // A `postmap -i` that locked this file while it was the table writes the table now:
-        // its lock on the shadow is released once it is done.
-        if (shadow) await this.lockShadow(shadow)
+        if (shadow && shadow.exchange > this.exchangesOnDisk && this.shadows.length < SHADOWS) shadow = undefined
+        // A `postmap -i` that locked one of these files while it was the table writes the
+        // table now: its lock is released once it is done.
+        for (const other of [...this.shadows]) await this.lockShadow(other)
+        unlockReplaced()
+        // (the file we locked as the table, and our shadows, are locked already)
+        const ours = new Set([fstatSync(table.fd, {bigint: true}).ino, ...this.shadows.map((s) => stampOfFd(s.db.fd(), s.stamp).ino)])
+        unlockReplaced = await lockReplacedFiles(this.name, ours)
         const from = fstatSync(table.fd, {bigint: true})
         if (!sameStamp(stampOf(from), this.stamp)) {
           // Another process changed the table: our handle's pages and the shadows are stale.
@@ -269,8 +320,7 @@ export class BerkeleyDbTable implements Table {
           }
           shadow = made
         }
-        const failure = await shadow.onDisk.settled
-        if (failure !== undefined) throw failure
+        if (shadow.exchange > this.exchangesOnDisk) this.syncDirectory()
         const results = this.applyToShadow(shadow, group)
         if (!results) continue // (the shadow was dropped; a copy is made)
         // Postfix writes a hash or btree file's pages at DB->sync()/close() time, and
@@ -298,7 +348,8 @@ export class BerkeleyDbTable implements Table {
       throw new TableError('retry', `${this.name}: flush dictionary: ${reasonOf(err)}`)
     } finally {
       await table.release()
-      if (shadow) this.unlockShadow(shadow)
+      for (const other of this.shadows) this.unlockShadow(other)
+      unlockReplaced()
     }
   }
 
@@ -345,31 +396,34 @@ export class BerkeleyDbTable implements Table {
   }
 
   /**
-   * A directory fsync() that starts after this moment, in the background: what `onDisk` of
-   * a shadow waits for. One runs at a time; the exchanges made meanwhile share the next.
+   * fsync() the table's directory: the exchanges made so far survive a system crash. It
+   * runs on the event loop, as DB->sync() does: a hop to the thread pool costs a single
+   * client more than the sync, and on a busy machine far more.
    */
-  private syncDirectoryInBackground(): DirectorySync {
-    if (this.directorySyncs.waiting) return this.directorySyncs.waiting
-    const state: DirectorySync = {done: false, settled: Promise.resolve(undefined)}
-    const before = this.directorySyncs.running?.settled
-    if (before) this.directorySyncs.waiting = state
-    else this.directorySyncs.running = state
-    state.settled = (async () => {
-      await before
-      if (this.directorySyncs.waiting === state) this.directorySyncs.waiting = undefined
-      this.directorySyncs.running = state
+  private syncDirectory(): void {
+    const through = this.exchanges
+    try {
+      if (this.directoryFd < 0) this.directoryFd = openSync(pathBytes(pathModule.dirname(this.name)), 'r')
+      fsyncSync(this.directoryFd)
+    } catch (err) {
+      throw new TableError('retry', `${this.name}: flush directory: ${reasonOf(err)}`)
+    }
+    this.exchangesOnDisk = Math.max(this.exchangesOnDisk, through)
+  }
+
+  /** When no commit follows, the last exchanges are made durable a moment later all the same. */
+  private syncDirectoryLater(): void {
+    if (this.directoryTimer) return
+    this.directoryTimer = setTimeout(() => {
+      this.directoryTimer = undefined
+      if (this.closed || this.exchangesOnDisk >= this.exchanges) return
       try {
-        if (this.directoryFd < 0) this.directoryFd = openSync(pathBytes(pathModule.dirname(this.name)), 'r')
-        await fsyncDescriptor(this.directoryFd)
-        return undefined
+        this.syncDirectory()
       } catch (err) {
-        return new TableError('retry', `${this.name}: flush directory: ${reasonOf(err)}`)
-      } finally {
-        state.done = true
-        if (this.directorySyncs.running === state) this.directorySyncs.running = undefined
+        this.log.warning((err as Error).message)
       }
-    })()
-    return state
+    }, DIRECTORY_SYNC_DELAY_MS)
+    this.directoryTimer.unref()
   }
 
   /** Wait (without blocking the event loop) for the exclusive flock() of a shadow file. */
@@ -439,7 +493,7 @@ export class BerkeleyDbTable implements Table {
     }
     const shadow: Shadow = {
       db, path, lockFd: secondDescriptor(db.fd(), path), stamp: stampOfFd(db.fd(), this.stamp), behind: [], locked: false,
-      onDisk: {done: true, settled: Promise.resolve(undefined)},
+      exchange: 0,
     }
     this.shadows.unshift(shadow)
     await this.lockShadow(shadow)
@@ -448,17 +502,19 @@ export class BerkeleyDbTable implements Table {
 
   /** Close the shadows (copies are made again when needed); `remove`: unlink their files too, where their names still hold them. */
   private dropShadows(remove = false): void {
+    const ours: string[] = []
     for (const shadow of this.shadows.splice(0)) {
-      const stillNamed = remove && !fileChanged(shadow.path, stampOfFd(shadow.db.fd(), shadow.stamp))
+      if (remove && !fileChanged(shadow.path, stampOfFd(shadow.db.fd(), shadow.stamp))) ours.push(shadow.path)
       this.unlockShadow(shadow)
       closeSync(shadow.lockFd)
       this.closeHandle(shadow.db)
-      if (stillNamed) {
-        try {
-          unlinkSync(pathBytes(shadow.path))
-        } catch {
-          // (left for the next commit, which replaces it)
-        }
+    }
+    // (only now: libdb opens a file by the name it was opened with when it closes it)
+    for (const path of ours) {
+      try {
+        unlinkSync(pathBytes(path))
+      } catch {
+        // (left for the next commit, which replaces it)
       }
     }
   }
@@ -498,11 +554,11 @@ export class BerkeleyDbTable implements Table {
    * After the exchange: the shadow's handle reads the table, and the replaced file, now
    * under the shadow's name, becomes the last shadow, behind by `group` (as the other one
    * is now) — unless a sequence still reads it, for which it stays as it is, or it has no
-   * name left (a new shadow is then copied). It is written again only once the directory
-   * fsync() started here is done.
+   * name left (a new shadow is then copied).
    */
   private swapWithShadow(shadow: Shadow, group: PendingWrite<NativeDb>[], results: WriteResult[], replacedKept: boolean): void {
     const replaced = this.db
+    rememberReplaced(this.name, replaced.fd(), shadow.path)
     this.unlockShadow(shadow)
     closeSync(shadow.lockFd)
     this.shadows.splice(this.shadows.indexOf(shadow), 1)
@@ -511,7 +567,8 @@ export class BerkeleyDbTable implements Table {
     this.refreshStamp()
     const committed = group.filter((_, i) => results[i].ok)
     for (const other of this.shadows) other.behind.push(...committed)
-    const onDisk = this.syncDirectoryInBackground()
+    this.exchanges++
+    this.syncDirectoryLater()
     if (this.cursorCount.get(replaced)) {
       this.retire(replaced)
       return
@@ -527,7 +584,8 @@ export class BerkeleyDbTable implements Table {
       this.closeHandle(replaced)
       return
     }
-    this.shadows.push({db: replaced, path: shadow.path, lockFd, stamp: stampOfFd(replaced.fd(), this.stamp), behind: committed, locked: false, onDisk})
+    const next: Shadow = {db: replaced, path: shadow.path, lockFd, stamp: stampOfFd(replaced.fd(), this.stamp), behind: committed, locked: false, exchange: this.exchanges}
+    this.shadows.push(next)
   }
 
   /**
@@ -669,7 +727,17 @@ export class BerkeleyDbTable implements Table {
     this.closeHandle(this.db)
     // (last: libdb opens a file by the name it was opened with when it closes it)
     this.dropShadows(true)
-    if (this.directoryFd >= 0) closeSync(this.directoryFd)
+    clearTimeout(this.directoryTimer)
+    if (this.directoryFd >= 0) {
+      if (this.exchangesOnDisk < this.exchanges) {
+        try {
+          fsyncSync(this.directoryFd)
+        } catch {
+          // (the table is closed all the same)
+        }
+      }
+      closeSync(this.directoryFd)
+    }
   }
 }
 
@@ -690,7 +758,6 @@ function secondDescriptor(fd: number, path: string): number {
 }
 
 const readDescriptor = promisify(read)
-const fsyncDescriptor = promisify(fsync)
 
 /** Copy the whole of file descriptor `from` into `to`, through a fixed buffer. */
 async function copyContents(from: number, to: fsp.FileHandle): Promise<void> {
