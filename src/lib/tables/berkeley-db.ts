@@ -43,7 +43,7 @@
 //   more; a file shorter than its meta page says is not opened. When that fails, the read
 //   is a retry error and changed() tells the service to reopen the table.
 
-import {BigIntStats, closeSync, fstatSync, fsyncSync, openSync, promises as fsp, read, statSync, unlinkSync} from 'node:fs'
+import {BigIntStats, closeSync, fstatSync, fsyncSync, futimesSync, openSync, promises as fsp, read, readFileSync, statSync, unlinkSync} from 'node:fs'
 import {promisify} from 'node:util'
 import * as pathModule from 'node:path'
 import {DICT_FLAG} from '../protocol/constants.js'
@@ -109,51 +109,122 @@ const COPY_ATTEMPTS = 5
 const MAX_RETIRED_HANDLES = 16
 
 /**
- * The files each table's commits in this process swapped out of its name lately, by any
- * instance (instances differ by flags, and one that the service replaced still finishes
- * its commits): a `postmap -i` that opened one while it was the table locks it and then
- * writes the table under its name, so a commit waits for their locks (through descriptors
- * of its own) before it touches anything.
+ * The files each table's commits in this process swapped out of its name, by any instance
+ * (instances differ by flags, and one that the service replaced still finishes its
+ * commits). A `postmap -i` opens the file under the name, waits for its flock(), and then
+ * opens the name again for writing: when we swapped the file out meanwhile, it holds the
+ * lock of a file that is no longer the table while it writes the one that is. A commit
+ * therefore waits for the locks of all of them (through descriptors of its own). Such a
+ * postmap may wait for its lock for as long as our commits keep taking it, so a file is
+ * forgotten only when it has been out of the name for a while and no other process holds
+ * or waits for its lock (/proc/locks; where that cannot be read, when its lock is free).
  */
-const replacedFiles = new Map<string, {fd: number; ino: bigint; until: number}[]>()
-/** How long a replaced file is waited for: a postmap that opened it locks it at once. */
+interface ReplacedFile {
+  fd: number
+  dev: bigint
+  ino: bigint
+  /** When it last left the name. */
+  replacedAt: number
+}
+const replacedFiles = new Map<string, ReplacedFile[]>()
+/** How long a replaced file is waited for at least: a postmap that opened it locks it at once. */
 const REPLACED_FILE_MS = 10_000
+/** Beyond this, replaced files that nobody locks are forgotten before their time. */
 const MAX_REPLACED_FILES = 16
 
 function rememberReplaced(name: string, fd: number, path: string): void {
   let files = replacedFiles.get(name)
   if (!files) replacedFiles.set(name, files = [])
   try {
-    const second = secondDescriptor(fd, path)
-    files.push({fd: second, ino: fstatSync(second, {bigint: true}).ino, until: Date.now() + REPLACED_FILE_MS})
+    const st = fstatSync(fd, {bigint: true})
+    const known = files.find((f) => f.ino === st.ino && f.dev === st.dev)
+    if (known) known.replacedAt = Date.now()
+    else files.push({fd: secondDescriptor(fd, path), dev: st.dev, ino: st.ino, replacedAt: Date.now()})
   } catch {
     // (not waited for; as with a file replaced by another process)
   }
-  const now = Date.now()
-  while (files.length > 0 && (files.length > MAX_REPLACED_FILES || files[0].until < now)) closeSync(files.shift()!.fd)
 }
 
-/** Wait for the locks of the files replaced lately but those in `own` (locked already); returns the unlocker. */
-async function lockReplacedFiles(name: string, own: Set<bigint>): Promise<() => void> {
+function forgetUnusedReplacedFiles(files: ReplacedFile[]): void {
+  const now = Date.now()
+  const due = (f: ReplacedFile, i: number): boolean => now - f.replacedAt > REPLACED_FILE_MS || i < files.length - MAX_REPLACED_FILES
+  if (!files.some(due)) return
+  const lockedElsewhere = inodesLockedByOtherProcesses()
+  for (const [i, file] of [...files.entries()].reverse()) {
+    if (!due(file, i) || lockedElsewhere?.has(file.ino)) continue
+    let free = false
+    try {
+      free = flock(file.fd, 'exclusive', false)
+      if (free) flock(file.fd, 'none')
+    } catch {
+      free = true
+    }
+    if (!free) continue
+    files.splice(i, 1)
+    closeSync(file.fd)
+  }
+}
+
+/** The inodes of the files that another process holds or waits for a lock on; undefined when /proc/locks cannot be read. */
+function inodesLockedByOtherProcesses(): Set<bigint> | undefined {
+  let text: string
+  try {
+    text = readFileSync('/proc/locks', 'latin1')
+  } catch {
+    return undefined
+  }
+  const inodes = new Set<bigint>()
+  for (const line of text.split('\n')) {
+    // "1: FLOCK  ADVISORY  WRITE 4242 fe:00:1474572 0 EOF", a waiter's with "->" after the number
+    const fields = line.trim().split(/\s+/).filter((f) => f !== '->')
+    if (fields.length < 6 || fields[4] === String(process.pid)) continue
+    const ino = fields[5].split(':')[2]
+    if (ino && /^\d+$/.test(ino)) inodes.add(BigInt(ino))
+  }
+  return inodes
+}
+
+/**
+ * Wait for the locks of the files replaced lately but those in `own` (locked already);
+ * returns the unlocker, and whether another process held one (a postmap that wrote the table).
+ */
+async function lockReplacedFiles(name: string, own: Set<bigint>): Promise<{unlock: () => void; waited: boolean}> {
   const locked: number[] = []
   const unlock = (): void => {
     for (const fd of locked.splice(0)) flock(fd, 'none')
   }
+  let waited = false
+  const files = replacedFiles.get(name) ?? []
+  // (before any is locked: the test for a free lock takes and drops it through our descriptor)
+  forgetUnusedReplacedFiles(files)
   try {
-    for (const file of [...(replacedFiles.get(name) ?? [])]) {
-      if (own.has(file.ino) || file.until < Date.now()) continue
+    // (no other commit of this table runs meanwhile, so none of these is forgotten)
+    for (const file of [...files]) {
+      if (own.has(file.ino)) continue
       for (let attempt = 0; !flock(file.fd, 'exclusive', false); attempt++) {
-        if (file.until < Date.now()) break
+        waited = true
         await waitBeforeLockAttempt(attempt)
       }
-      if (replacedFiles.get(name)?.includes(file)) locked.push(file.fd)
+      locked.push(file.fd)
     }
   } catch (err) {
     unlock()
     throw err
   }
-  return unlock
+  return {unlock, waited}
 }
+
+/**
+ * Set the mtime of a file we just wrote a little before the kernel's own (which ticks in
+ * jiffies): a write by another process in the same tick then still changes the mtime, and
+ * our stamps see it.
+ */
+function markOwnWrite(fd: number): void {
+  const st = fstatSync(fd, {bigint: true})
+  futimesSync(fd, Number(st.atimeNs) / 1e9, Number(st.mtimeNs - OWN_WRITE_MTIME_SHIFT_NS) / 1e9)
+}
+/** (more than the precision of futimes()' seconds as a double) */
+const OWN_WRITE_MTIME_SHIFT_NS = 10_000n
 
 export class BerkeleyDbTable implements Table {
   flags: number
@@ -165,6 +236,12 @@ export class BerkeleyDbTable implements Table {
   private readonly cursorCount = new Map<NativeDb, number>()
   private readonly retired: NativeDb[] = []
   private warnedInPlace = false
+  /**
+   * The handles of files we made (copies) and wrote only as shadows: their page caches hold
+   * what the files hold. A handle opened by name may have cached pages before a postmap
+   * wrote the file in the same mtime tick, so it never becomes a shadow.
+   */
+  private readonly ownHandles = new WeakSet<NativeDb>()
   /** The shadows, the next one to use first (see commitGroup). */
   private readonly shadows: Shadow[] = []
   private directoryFd = -1
@@ -297,13 +374,17 @@ export class BerkeleyDbTable implements Table {
         if (shadow && shadow.exchange > this.exchangesOnDisk && this.shadows.length < SHADOWS) shadow = undefined
         // A `postmap -i` that locked one of these files while it was the table writes the
         // table now: its lock is released once it is done.
-        for (const other of [...this.shadows]) await this.lockShadow(other)
+        let postmapWrote = false
+        for (const other of [...this.shadows]) postmapWrote = await this.lockShadow(other) || postmapWrote
         unlockReplaced()
         // (the file we locked as the table, and our shadows, are locked already)
         const ours = new Set([fstatSync(table.fd, {bigint: true}).ino, ...this.shadows.map((s) => stampOfFd(s.db.fd(), s.stamp).ino)])
-        unlockReplaced = await lockReplacedFiles(this.name, ours)
+        const replaced = await lockReplacedFiles(this.name, ours)
+        unlockReplaced = replaced.unlock
+        postmapWrote ||= replaced.waited
         const from = fstatSync(table.fd, {bigint: true})
-        if (!sameStamp(stampOf(from), this.stamp)) {
+        // A process that held one of those locks wrote the table (whatever its stamp says).
+        if (postmapWrote || !sameStamp(stampOf(from), this.stamp)) {
           // Another process changed the table: our handle's pages and the shadows are stale.
           this.dropShadows()
           this.reopen()
@@ -426,15 +507,18 @@ export class BerkeleyDbTable implements Table {
     this.directoryTimer.unref()
   }
 
-  /** Wait (without blocking the event loop) for the exclusive flock() of a shadow file. */
-  private async lockShadow(shadow: Shadow): Promise<void> {
-    if (shadow.locked) return
+  /** Wait (without blocking the event loop) for the exclusive flock() of a shadow file; true when another process held it. */
+  private async lockShadow(shadow: Shadow): Promise<boolean> {
+    if (shadow.locked) return false
+    let waited = false
     for (let attempt = 0; ; attempt++) {
       if (this.closed || !this.shadows.includes(shadow)) throw new TableError('retry', `${this.name}: table is closed`)
       if (flock(shadow.lockFd, 'exclusive', false)) break
+      waited = true
       await waitBeforeLockAttempt(attempt)
     }
     shadow.locked = true
+    return waited
   }
 
   private unlockShadow(shadow: Shadow): void {
@@ -491,6 +575,7 @@ export class BerkeleyDbTable implements Table {
     } catch (err) {
       throw new TableError('retry', `open database ${this.name}: ${reasonOf(err)}`)
     }
+    this.ownHandles.add(db)
     const shadow: Shadow = {
       db, path, lockFd: secondDescriptor(db.fd(), path), stamp: stampOfFd(db.fd(), this.stamp), behind: [], locked: false,
       exchange: 0,
@@ -542,6 +627,7 @@ export class BerkeleyDbTable implements Table {
     })
     try {
       shadow.db.sync()
+      markOwnWrite(shadow.db.fd())
     } catch (err) {
       // The copy may be incomplete: it is not used.
       this.dropShadows()
@@ -558,13 +644,14 @@ export class BerkeleyDbTable implements Table {
    */
   private swapWithShadow(shadow: Shadow, group: PendingWrite<NativeDb>[], results: WriteResult[], replacedKept: boolean): void {
     const replaced = this.db
+    this.db = shadow.db
+    this.fd = this.db.fd()
+    // (before its lock goes: a postmap -i waiting for it writes the table at once)
+    this.refreshStamp()
     rememberReplaced(this.name, replaced.fd(), shadow.path)
     this.unlockShadow(shadow)
     closeSync(shadow.lockFd)
     this.shadows.splice(this.shadows.indexOf(shadow), 1)
-    this.db = shadow.db
-    this.fd = this.db.fd()
-    this.refreshStamp()
     const committed = group.filter((_, i) => results[i].ok)
     for (const other of this.shadows) other.behind.push(...committed)
     this.exchanges++
@@ -573,7 +660,7 @@ export class BerkeleyDbTable implements Table {
       this.retire(replaced)
       return
     }
-    if (!replacedKept) {
+    if (!replacedKept || !this.ownHandles.has(replaced)) {
       this.closeHandle(replaced)
       return
     }
