@@ -49,7 +49,7 @@ import * as pathModule from 'node:path'
 import {DICT_FLAG} from '../protocol/constants.js'
 import {exchangeFiles, flock, isStaleFileError, NativeCursor, NativeDb, NativeError} from '../native/index.js'
 import {activateUtf8, lowercaseAscii, needUtf8Activation} from './fold.js'
-import {FileStamp, fileChanged, pathBytes, sameStamp, stampOf, strerror} from './source-file.js'
+import {FileStamp, fileChanged, noteOwnReplacement, pathBytes, sameStamp, stampOf, strerror} from './source-file.js'
 import {
   bytes, copyOwnership, GroupCommit, loadAddon, lockFileUnderPath, noOverwrite, nulForUpdate, ownSequenceState, PendingWrite,
   reasonOf, runLocked, setTableLock, settleDuplicate, stampOfFd, text, tryNulConventions,
@@ -439,15 +439,18 @@ export class BerkeleyDbTable implements Table {
    * name. A file system without RENAME_EXCHANGE gets a plain rename (a copy per commit).
    */
   private async putShadowInPlace(shadowPath: string): Promise<boolean> {
+    const shadowIno = statSync(pathBytes(shadowPath), {bigint: true}).ino
+    let exchanged = false
     try {
       exchangeFiles(pathBytes(shadowPath), pathBytes(this.name))
-      return true
+      exchanged = true
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code
       if (code !== 'EINVAL' && code !== 'ENOSYS' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err
     }
-    await fsp.rename(pathBytes(shadowPath), pathBytes(this.name))
-    return false
+    if (!exchanged) await fsp.rename(pathBytes(shadowPath), pathBytes(this.name))
+    noteOwnReplacement(this.name, shadowIno)
+    return exchanged
   }
 
   /**
@@ -804,6 +807,10 @@ export class BerkeleyDbTable implements Table {
 
   changed(): boolean {
     return this.stale || fileChanged(this.name, this.stamp)
+  }
+
+  watchedFile(): {path: string; stamp: FileStamp} {
+    return {path: this.name, stamp: this.stamp}
   }
 
   close(): void {
