@@ -221,11 +221,6 @@ export class ProxymapService {
   }
 
   /**
-   * The read-only service picks up changed table files. Postfix's proxymap exits before the
-   * next accept and lets master start a fresh process; we open the table again in place,
-   * and requests wait for the new instance, so no client sees a half-swapped table.
-   */
-  /**
    * A new client connection. Postfix's proxymap exits before an accept when
    * dict_changed_name() names a table, and master's next process opens every table afresh:
    * its clients then see new instances (flags as opened, nothing learned by lookups). Ours
@@ -269,6 +264,11 @@ export class ProxymapService {
     return undefined
   }
 
+  /**
+   * The read-only service picks up changed table files. Postfix's proxymap exits before the
+   * next accept and lets master start a fresh process; we open the table again in place,
+   * and requests wait for the new instance, so no client sees a half-swapped table.
+   */
   checkForChangedTables(now = Date.now()): void {
     this.lastChangeCheck = now
     for (const [cacheKey, entry] of this.open) {
